@@ -1,0 +1,166 @@
+"""The structured rewriting trajectory: the one place that renders and parses it.
+
+A trajectory is what the reflection model writes before (and around) its answer::
+
+    <preferences>what the recalled history shows about this user</preferences>
+    <gaps>where the draft departs from those preferences</gaps>
+    <rewrite>the personalized answer, and nothing else</rewrite>
+
+Training targets are rendered here (:func:`render`) and model outputs are parsed here
+(:func:`parse`); every other module imports this one rather than spelling the tags again.
+
+The answer is the text of the *last complete* ``<rewrite>`` block. Tag-like strings inside a
+field are escaped on render (``<`` becomes ``&lt;`` and ``&`` becomes ``&amp;``) and unescaped
+on parse, so any text survives a round trip.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = [
+    "FIELDS",
+    "REWRITE_OPEN",
+    "REWRITE_CLOSE",
+    "Trajectory",
+    "ParseFailure",
+    "TrajectoryParseError",
+    "render",
+    "parse",
+    "try_parse",
+    "escape",
+    "unescape",
+]
+
+FIELDS: tuple[str, str, str] = ("preferences", "gaps", "rewrite")
+REWRITE_OPEN = "<rewrite>"
+REWRITE_CLOSE = "</rewrite>"
+
+_BLOCK = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL) for name in FIELDS}
+
+
+def escape(text: str) -> str:
+    """Escape a field's text so that it cannot close or open a tag.
+
+    >>> escape("a </rewrite> & b")
+    'a &lt;/rewrite> &amp; b'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+def unescape(text: str) -> str:
+    """Invert :func:`escape` (and any other HTML entity the model may write).
+
+    >>> unescape("a &lt;/rewrite> &amp; b")
+    'a </rewrite> & b'
+    """
+    return html.unescape(text)
+
+
+class ParseFailure(str, Enum):
+    """Why a model output is not a usable trajectory (a stable, named reason)."""
+
+    EMPTY_OUTPUT = "empty_output"
+    NO_REWRITE = "no_rewrite_block"
+    UNCLOSED_REWRITE = "unclosed_rewrite_block"
+    EMPTY_REWRITE = "empty_rewrite"
+
+
+class TrajectoryParseError(ValueError):
+    """Raised by :func:`parse` when an output holds no usable rewrite.
+
+    Attributes:
+        reason: The named :class:`ParseFailure`.
+        text: The raw output that failed to parse.
+    """
+
+    def __init__(self, reason: ParseFailure, text: str) -> None:
+        self.reason = reason
+        self.text = text
+        super().__init__(f"unusable reflection output ({reason.value}): {text[:200]!r}")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A parsed (or to-be-rendered) rewriting trajectory.
+
+    Attributes:
+        rewrite: The personalized answer (for label and rating tasks, the label itself).
+        preferences: What the recalled history shows about the user ("" when absent).
+        gaps: Where the draft departs from those preferences ("" when absent).
+    """
+
+    rewrite: str
+    preferences: str = ""
+    gaps: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the three fields as a plain dict (JSON-friendly, for metadata)."""
+        return {"preferences": self.preferences, "gaps": self.gaps, "rewrite": self.rewrite}
+
+
+def render(trajectory: Trajectory) -> str:
+    """Render a trajectory as the reflection model should write it (a training target).
+
+    Args:
+        trajectory: The fields to render; each is escaped so tag-like text is safe.
+
+    Returns:
+        The three blocks, one per line.
+
+    >>> print(render(Trajectory(rewrite="PEP 8", preferences="short", gaps="too long")))
+    <preferences>short</preferences>
+    <gaps>too long</gaps>
+    <rewrite>PEP 8</rewrite>
+    """
+    values = trajectory.to_dict()
+    return "\n".join(f"<{name}>{escape(values[name])}</{name}>" for name in FIELDS)
+
+
+def parse(text: str) -> Trajectory:
+    """Parse a model output into a :class:`Trajectory`.
+
+    The answer is the last complete ``<rewrite>`` block, stripped of surrounding whitespace;
+    ``preferences`` and ``gaps`` are the last complete blocks of their kind, or "".
+
+    Args:
+        text: The raw reflection-model output.
+
+    Returns:
+        The parsed trajectory.
+
+    Raises:
+        TrajectoryParseError: With a named :class:`ParseFailure` when there is no usable
+            rewrite (empty output, no block, an unclosed block, or an empty rewrite).
+    """
+    if not text or not text.strip():
+        raise TrajectoryParseError(ParseFailure.EMPTY_OUTPUT, text)
+    rewrites = _BLOCK["rewrite"].findall(text)
+    if not rewrites:
+        reason = ParseFailure.UNCLOSED_REWRITE if REWRITE_OPEN in text else ParseFailure.NO_REWRITE
+        raise TrajectoryParseError(reason, text)
+    rewrite = unescape(rewrites[-1]).strip()
+    if not rewrite:
+        raise TrajectoryParseError(ParseFailure.EMPTY_REWRITE, text)
+    extra = {}
+    for name in ("preferences", "gaps"):
+        found = _BLOCK[name].findall(text)
+        extra[name] = unescape(found[-1]).strip() if found else ""
+    return Trajectory(rewrite=rewrite, **extra)
+
+
+def try_parse(text: str) -> tuple[Trajectory | None, ParseFailure | None]:
+    """Parse without raising: ``(trajectory, None)`` or ``(None, reason)``.
+
+    >>> try_parse("<rewrite>ok</rewrite>")[0].rewrite
+    'ok'
+    >>> try_parse("no tags")[1].value
+    'no_rewrite_block'
+    """
+    try:
+        return parse(text), None
+    except TrajectoryParseError as err:
+        return None, err.reason
