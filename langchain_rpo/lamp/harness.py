@@ -1,0 +1,468 @@
+"""``rpo eval``: run the methods side by side on a LaMP split, resumably, and report them.
+
+What a run writes under ``--out``:
+
+- ``{method}_outputs.json``: each method's predictions, in the official output format (score
+  them again any time with ``rpo lamp score``);
+- ``metrics.json``: the metrics per method, the run's settings and a few diagnostics;
+- ``results.md`` (the markdown table, also printed) and ``results.png`` (a bar chart);
+- ``cache/``: one JSON line per answered question and method, and the base model's drafts.
+
+Resuming: answers are cached per question id the moment a batch is done, under a hash of
+everything they depend on (task, method, models, k, retriever...). Run the same command again
+and only the missing questions are answered; change a setting and the stale answers are ignored.
+Methods whose settings hash the same (``rpo`` and ``rpo-base`` when no adapter is available) are
+computed once. ``zero`` and ``rpo`` share the drafts. Models load only when something is left to
+generate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from langchain_rpo.lamp.data import Question, check_ids, iter_questions, read_outputs, write_outputs
+from langchain_rpo.lamp.methods import (
+    METHOD_NAMES,
+    RPO,
+    ContextInjection,
+    Drafts,
+    Method,
+    Nearest,
+    RetrieverName,
+    ZeroShot,
+    make_retriever,
+    model_signature,
+)
+from langchain_rpo.lamp.metrics import evaluate
+from langchain_rpo.lamp.report import bar_chart, markdown_table
+from langchain_rpo.lamp.tasks import TaskSpec, get_task
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
+
+__all__ = ["EvalConfig", "EvalResult", "ModelSet", "JsonlCache", "run_eval", "parse_methods"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct (packaged default)"
+
+
+@dataclass
+class EvalConfig:
+    """The settings of one ``rpo eval`` run.
+
+    Attributes:
+        questions: The ``{split}_questions.json`` file.
+        outputs: The ``{split}_outputs.json`` file (the golds).
+        out: The output folder (created; reused to resume).
+        task: The task (None: the outputs file's task).
+        methods: The methods to run, from ``zero, rag, rpo, rpo-base, nearest``.
+        k: History items per question for ``rag`` and ``rpo`` (0 allowed).
+        retriever: ``bm25`` or ``dense`` (the project's store), for ``rag`` and ``nearest``.
+        limit: Answer only the first N questions (None: all).
+        batch_size: Questions per model ``batch`` call.
+        max_item_chars: Cut each history item's long field to this many characters.
+        base_model: The base model's path or hub name (None: the packaged SmolLM2-135M-Instruct).
+        reflection_model: The reflection model's base (None: the same as ``base_model``).
+        adapter: The LoRA adapter of ``rpo`` (None: the bundled one, if the package has one).
+        reflection_max_new_tokens: The reflection model's generation budget (a trajectory).
+        device: ``cpu``, ``cuda``... (None: CUDA when available).
+        embedding_model: The sentence-transformers model of the dense store (None: default).
+        fresh: Ignore (and overwrite) the cached answers.
+    """
+
+    questions: Path
+    outputs: Path
+    out: Path
+    task: str | None = None
+    methods: tuple[str, ...] = METHOD_NAMES
+    k: int = 4
+    retriever: RetrieverName = "bm25"
+    limit: int | None = None
+    batch_size: int = 8
+    max_item_chars: int | None = 400
+    base_model: str | None = None
+    reflection_model: str | None = None
+    adapter: str | None = None
+    reflection_max_new_tokens: int = 256
+    device: str | None = None
+    embedding_model: str | None = None
+    fresh: bool = False
+
+
+@dataclass
+class EvalResult:
+    """What a run produced.
+
+    Attributes:
+        task: The task spec.
+        n: The number of questions scored.
+        metrics: Method name to its metrics.
+        table: The markdown table.
+        out: The output folder.
+        diagnostics: Per-method extras (for RPO: how often the rewrite differs from the draft).
+        generated: How many answers each method generated in this run (0: all from the cache).
+    """
+
+    task: TaskSpec
+    n: int
+    metrics: dict[str, dict[str, float]]
+    table: str
+    out: Path
+    diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)
+    generated: dict[str, int] = field(default_factory=dict)
+
+
+def parse_methods(text: str | Sequence[str]) -> tuple[str, ...]:
+    """Parse ``"zero,rag,rpo"`` (or a list) into method names, checking each.
+
+    Raises:
+        ValueError: For an unknown or repeated method.
+    """
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in METHOD_NAMES]
+    if unknown or not names:
+        raise ValueError(f"unknown methods {unknown or names}; choose from {', '.join(METHOD_NAMES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a method is listed twice in {names}")
+    return tuple(names)
+
+
+class JsonlCache:
+    """An append-only JSON-lines cache of records keyed by ``(sig, id)``.
+
+    Args:
+        path: The ``.jsonl`` file (created on first append).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self, sig: str) -> dict[str, dict[str, Any]]:
+        """Return the records written under ``sig``, by id (the last one wins); a torn last line is skipped."""
+        records: dict[str, dict[str, Any]] = {}
+        if not self.path.is_file():
+            return records
+        with self.path.open(encoding="utf-8") as stream:
+            for line in stream:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by an interruption
+                if record.get("sig") == sig:
+                    records[record["id"]] = record
+        return records
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """Append records (each with ``sig`` and ``id``) and flush them to disk."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as stream:
+            for record in records:
+                stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            stream.flush()
+
+
+class ModelSet:
+    """The models of a run, each built once and only when first needed.
+
+    Models passed in are used as they are (any LangChain chat model as the base); the others are
+    loaded from the config: the base model and ``rpo-base``'s reflection model share one copy of
+    the weights when they are the same model.
+
+    Args:
+        spec: The task (its ``max_new_tokens`` is the base model's budget).
+        config: The run's settings.
+        base: A ready base chat model.
+        reflection: A ready reflection model for ``rpo``.
+        reflection_base: A ready reflection model without adapter for ``rpo-base``.
+        embeddings: Ready embeddings for the dense store.
+    """
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        config: EvalConfig,
+        base: BaseChatModel | None = None,
+        reflection: BaseChatModel | None = None,
+        reflection_base: BaseChatModel | None = None,
+        embeddings: Embeddings | None = None,
+    ) -> None:
+        self.spec = spec
+        self.config = config
+        self._base = base
+        self._reflection = reflection
+        self._reflection_base = reflection_base
+        self._embeddings = embeddings
+        self.adapter = self._resolve_adapter()
+
+    def _resolve_adapter(self) -> str | None:
+        if self._reflection is not None:
+            return getattr(self._reflection, "adapter_name", None) or "(given model)"
+        if self.config.adapter:
+            return self.config.adapter
+        if self.config.reflection_model is None:
+            from langchain_rpo.assets import bundled_adapter_path
+
+            bundled = bundled_adapter_path()
+            return str(bundled) if bundled else None
+        return None
+
+    # -- what the answers depend on (computed without loading anything) ----------------------
+    def base_settings(self) -> dict[str, Any]:
+        """The base model's identity and budget."""
+        if self._base is not None:
+            return model_signature(self._base)
+        return {"model": self.config.base_model or _DEFAULT_MODEL_NAME, "max_new_tokens": self.spec.max_new_tokens}
+
+    def reflection_settings(self, with_adapter: bool) -> dict[str, Any]:
+        """The reflection model's identity (with or without the adapter) and budget."""
+        if with_adapter and self._reflection is not None:
+            return model_signature(self._reflection)
+        adapter = self.adapter if with_adapter else None
+        if adapter is None and self._reflection_base is not None:
+            return model_signature(self._reflection_base)
+        model = self.config.reflection_model or self.config.base_model or _DEFAULT_MODEL_NAME
+        return {"model": model, "adapter": adapter, "max_new_tokens": self.config.reflection_max_new_tokens}
+
+    def embedding_settings(self) -> str:
+        """The dense store's embedding model name."""
+        if self._embeddings is not None:
+            return type(self._embeddings).__name__
+        return self.config.embedding_model or "all-MiniLM-L6-v2 (packaged default)"
+
+    # -- the models ------------------------------------------------------------------------
+    def base(self) -> BaseChatModel:
+        """The base ("black-box") model: the local default, without adapter."""
+        if self._base is None:
+            from langchain_rpo.reflection import ReflectionModel
+
+            logger.info("loading the base model %s", self.config.base_model or _DEFAULT_MODEL_NAME)
+            self._base = ReflectionModel.from_pretrained(
+                self.config.base_model,
+                adapter=False,
+                device=self.config.device,
+                max_new_tokens=self.spec.max_new_tokens,
+            )
+        return self._base
+
+    def reflection_base(self) -> BaseChatModel:
+        """The reflection model without adapter (``rpo-base``; ``rpo`` too when there is no adapter)."""
+        if self._reflection_base is None:
+            from langchain_rpo.reflection import ReflectionModel
+
+            budget = self.config.reflection_max_new_tokens
+            same = self.config.reflection_model in (None, self.config.base_model)
+            base = self.base() if same else None
+            if isinstance(base, ReflectionModel):  # the same model: share the weights
+                self._reflection_base = ReflectionModel.from_model(
+                    base.model, base.tokenizer, model_name=base.model_name, max_new_tokens=budget
+                )
+            else:
+                self._reflection_base = ReflectionModel.from_pretrained(
+                    self.config.reflection_model or self.config.base_model,
+                    adapter=False,
+                    device=self.config.device,
+                    max_new_tokens=budget,
+                )
+        return self._reflection_base
+
+    def reflection(self) -> BaseChatModel:
+        """The reflection model of ``rpo``: with the adapter, when there is one."""
+        if self._reflection is None:
+            if self.adapter is None:
+                return self.reflection_base()
+            from langchain_rpo.reflection import ReflectionModel
+
+            self._reflection = ReflectionModel.from_pretrained(
+                self.config.reflection_model or self.config.base_model,
+                adapter=self.adapter,
+                device=self.config.device,
+                max_new_tokens=self.config.reflection_max_new_tokens,
+            )
+        return self._reflection
+
+    def embeddings(self) -> Embeddings:
+        """The dense store's embeddings (all-MiniLM-L6-v2 by default)."""
+        if self._embeddings is None:
+            from langchain_rpo.embeddings import SentenceTransformerEmbeddings
+
+            self._embeddings = SentenceTransformerEmbeddings(self.config.embedding_model)
+        return self._embeddings
+
+
+def _batches(items: Iterable[Question], size: int) -> Iterator[list[Question]]:
+    batch: list[Question] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _build_methods(spec: TaskSpec, config: EvalConfig, models: ModelSet, drafts: Drafts) -> list[Method]:
+    retriever = make_retriever(spec, config.retriever, models.embeddings)
+    built: list[Method] = []
+    for name in config.methods:
+        if name == "zero":
+            built.append(ZeroShot(spec, drafts, models.base_settings()))
+        elif name == "rag":
+            built.append(
+                ContextInjection(
+                    spec, models.base, models.base_settings(), retriever, config.k, config.max_item_chars
+                )
+            )
+        elif name in ("rpo", "rpo-base"):
+            with_adapter = name == "rpo"
+            settings = {
+                "base": models.base_settings(),
+                "reflection": models.reflection_settings(with_adapter),
+                "embeddings": models.embedding_settings(),
+            }
+            reflection = models.reflection if with_adapter else models.reflection_base
+            built.append(
+                RPO(spec, drafts, reflection, settings, config.k, config.max_item_chars, models.embeddings, name=name)
+            )
+        elif name == "nearest":
+            built.append(Nearest(spec, retriever))
+    return built
+
+
+def run_eval(
+    config: EvalConfig,
+    *,
+    base_model: BaseChatModel | None = None,
+    reflection: BaseChatModel | None = None,
+    reflection_base: BaseChatModel | None = None,
+    embeddings: Embeddings | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Run the methods on a LaMP split, write predictions, metrics, table and chart, resumably.
+
+    Args:
+        config: The run's settings.
+        base_model: Any LangChain chat model as the base model (None: load ``config.base_model``).
+        reflection: The reflection model of ``rpo`` (None: load it, with the adapter).
+        reflection_base: The reflection model of ``rpo-base`` (None: load it, without adapter).
+        embeddings: The dense store's embeddings (None: load ``config.embedding_model``).
+        progress: Show progress bars.
+
+    Returns:
+        The metrics and the table.
+
+    Raises:
+        LampDataError: For bad input files (named, with the fix).
+    """
+    out = Path(config.out)
+    golds = read_outputs(config.outputs, config.task)
+    spec = get_task(config.task if config.task is not None else golds.task)
+    ids = [q.id for q in iter_questions(config.questions, spec, limit=config.limit)]
+    if not ids:
+        raise ValueError(f"{config.questions}: no questions to answer (limit={config.limit})")
+    check_ids(ids, golds, config.questions, subset=config.limit is not None)
+    models = ModelSet(spec, config, base_model, reflection, reflection_base, embeddings)
+
+    cache_dir = out / "cache"
+    draft_cache = JsonlCache(cache_dir / "drafts.jsonl")
+    draft_sig = json.dumps(models.base_settings(), sort_keys=True)
+    cached_drafts = {} if config.fresh else {
+        i: r["draft"] for i, r in draft_cache.load(draft_sig).items()
+    }
+    drafts = Drafts(
+        cache=cached_drafts,
+        on_new=lambda qid, draft: draft_cache.append([{"sig": draft_sig, "id": qid, "draft": draft}]),
+        load=models.base,
+    )
+    methods = _build_methods(spec, config, models, drafts)
+
+    predictions: dict[str, dict[str, str]] = {}
+    records_by_method: dict[str, dict[str, dict[str, Any]]] = {}
+    by_signature: dict[str, dict[str, dict[str, Any]]] = {}
+    generated: dict[str, int] = {}
+    started = time.perf_counter()
+    for method in methods:
+        sig = method.signature()
+        cache = JsonlCache(cache_dir / f"{method.name}.jsonl")
+        records = {} if config.fresh else cache.load(sig)
+        for qid, record in by_signature.get(sig, {}).items():
+            if qid not in records:
+                records[qid] = record
+                cache.append([record])
+        wanted = set(ids)
+        done = len(wanted & set(records))
+        generated[method.name] = 0
+        with tqdm(total=len(ids), initial=done, desc=method.name, unit="q", disable=not progress) as bar:
+            for batch in _batches(iter_questions(config.questions, spec, limit=config.limit), config.batch_size):
+                pending = [q for q in batch if q.id not in records]
+                if not pending:
+                    continue
+                new = [
+                    {"sig": sig, "id": p.id, "output": p.output, "raw": p.raw, "info": p.info}
+                    for p in method.predict(pending)
+                ]
+                cache.append(new)
+                records.update({r["id"]: r for r in new})
+                generated[method.name] += len(new)
+                bar.update(len(new))
+        by_signature[sig] = records
+        records_by_method[method.name] = records
+        predictions[method.name] = {qid: records[qid]["output"] for qid in ids}
+        write_outputs(out / f"{method.name}_outputs.json", spec, predictions[method.name])
+
+    gold_subset = {qid: golds.outputs[qid] for qid in ids}
+    metrics = {name: evaluate(spec, preds, gold_subset) for name, preds in predictions.items()}
+    diagnostics = _diagnostics(records_by_method, ids)
+    notes = {}
+    if any(m.name == "rpo" for m in methods) and models.adapter is None:
+        notes["rpo"] = "reflection model + adapter: no adapter found, so the same as rpo-base"
+    table = markdown_table(metrics, spec.metrics, notes)
+    header = (
+        f"{spec.name} ({spec.title}): {len(ids)} questions from {Path(config.questions).name}; "
+        f"k={config.k}, retriever={config.retriever}\n\n"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(header + table, encoding="utf-8")
+    bar_chart(metrics, spec.metrics, out / "results.png", f"{spec.name}, {len(ids)} questions")
+    summary = {
+        "task": spec.name,
+        "n": len(ids),
+        "metrics": metrics,
+        "diagnostics": diagnostics,
+        "settings": {
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+            "methods": list(config.methods),
+            "base": models.base_settings(),
+            "reflection": models.reflection_settings(True),
+            "reflection_base": models.reflection_settings(False),
+        },
+        "generated_this_run": generated,
+        "seconds_this_run": round(time.perf_counter() - started, 1),
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return EvalResult(spec, len(ids), metrics, header + table, out, diagnostics, generated)
+
+
+def _diagnostics(
+    records_by_method: dict[str, dict[str, dict[str, Any]]], ids: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """For each RPO method: the fraction of answers that differ from the draft."""
+    found: dict[str, dict[str, float]] = {}
+    for name, records in records_by_method.items():
+        if not name.startswith("rpo"):
+            continue
+        changed = sum(
+            records[qid]["raw"].strip() != str(records[qid]["info"].get("draft", "")).strip()
+            for qid in ids
+        )
+        found[name] = {"rewritten_fraction": changed / len(ids)}
+    return found
