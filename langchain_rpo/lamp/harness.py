@@ -18,6 +18,7 @@ generate.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -374,7 +375,7 @@ def run_eval(
 
     cache_dir = out / "cache"
     draft_cache = JsonlCache(cache_dir / "drafts.jsonl")
-    draft_sig = json.dumps(models.base_settings(), sort_keys=True)
+    draft_sig = hashlib.sha1(json.dumps(models.base_settings(), sort_keys=True).encode()).hexdigest()[:12]
     cached_drafts = {} if config.fresh else {
         i: r["draft"] for i, r in draft_cache.load(draft_sig).items()
     }
@@ -385,53 +386,31 @@ def run_eval(
     )
     methods = _build_methods(spec, config, models, drafts)
 
-    predictions: dict[str, dict[str, str]] = {}
-    records_by_method: dict[str, dict[str, dict[str, Any]]] = {}
-    by_signature: dict[str, dict[str, dict[str, Any]]] = {}
-    generated: dict[str, int] = {}
     started = time.perf_counter()
+    records: dict[str, dict[str, dict[str, Any]]] = {}
+    generated: dict[str, int] = {}
+    by_signature: dict[str, dict[str, dict[str, Any]]] = {}
     for method in methods:
-        sig = method.signature()
-        cache = JsonlCache(cache_dir / f"{method.name}.jsonl")
-        records = {} if config.fresh else cache.load(sig)
-        for qid, record in by_signature.get(sig, {}).items():
-            if qid not in records:
-                records[qid] = record
-                cache.append([record])
-        wanted = set(ids)
-        done = len(wanted & set(records))
-        generated[method.name] = 0
-        with tqdm(total=len(ids), initial=done, desc=method.name, unit="q", disable=not progress) as bar:
-            for batch in _batches(iter_questions(config.questions, spec, limit=config.limit), config.batch_size):
-                pending = [q for q in batch if q.id not in records]
-                if not pending:
-                    continue
-                new = [
-                    {"sig": sig, "id": p.id, "output": p.output, "raw": p.raw, "info": p.info}
-                    for p in method.predict(pending)
-                ]
-                cache.append(new)
-                records.update({r["id"]: r for r in new})
-                generated[method.name] += len(new)
-                bar.update(len(new))
-        by_signature[sig] = records
-        records_by_method[method.name] = records
-        predictions[method.name] = {qid: records[qid]["output"] for qid in ids}
-        write_outputs(out / f"{method.name}_outputs.json", spec, predictions[method.name])
+        records[method.name], generated[method.name] = _run_method(
+            method, config, spec, ids, cache_dir, by_signature, progress
+        )
+    predictions = {name: {qid: recs[qid]["output"] for qid in ids} for name, recs in records.items()}
+    for name, preds in predictions.items():
+        write_outputs(out / f"{name}_outputs.json", spec, preds)
 
     gold_subset = {qid: golds.outputs[qid] for qid in ids}
     metrics = {name: evaluate(spec, preds, gold_subset) for name, preds in predictions.items()}
-    diagnostics = _diagnostics(records_by_method, ids)
+    diagnostics = _diagnostics(records, ids)
     notes = {}
-    if any(m.name == "rpo" for m in methods) and models.adapter is None:
+    if "rpo" in records and models.adapter is None:
         notes["rpo"] = "reflection model + adapter: no adapter found, so the same as rpo-base"
-    table = markdown_table(metrics, spec.metrics, notes)
-    header = (
+    table = (
         f"{spec.name} ({spec.title}): {len(ids)} questions from {Path(config.questions).name}; "
         f"k={config.k}, retriever={config.retriever}\n\n"
+        + markdown_table(metrics, spec.metrics, notes)
     )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(header + table, encoding="utf-8")
+    (out / "results.md").write_text(table, encoding="utf-8")
     bar_chart(metrics, spec.metrics, out / "results.png", f"{spec.name}, {len(ids)} questions")
     summary = {
         "task": spec.name,
@@ -449,7 +428,50 @@ def run_eval(
         "seconds_this_run": round(time.perf_counter() - started, 1),
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return EvalResult(spec, len(ids), metrics, header + table, out, diagnostics, generated)
+    return EvalResult(spec, len(ids), metrics, table, out, diagnostics, generated)
+
+
+def _run_method(
+    method: Method,
+    config: EvalConfig,
+    spec: TaskSpec,
+    ids: Sequence[str],
+    cache_dir: Path,
+    by_signature: dict[str, dict[str, dict[str, Any]]],
+    progress: bool,
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Answer every question of the run with ``method``, batch by batch, caching each batch.
+
+    Answers already cached under the method's signature, or computed earlier in this run by a
+    method with the same signature (``by_signature``, updated here), are reused.
+
+    Returns:
+        The records by question id, and how many were generated now.
+    """
+    sig = method.signature()
+    cache = JsonlCache(cache_dir / f"{method.name}.jsonl")
+    records = {} if config.fresh else cache.load(sig)
+    shared = [r for qid, r in by_signature.get(sig, {}).items() if qid not in records]
+    cache.append(shared)
+    records.update({r["id"]: r for r in shared})
+    generated = 0
+    done = len(set(ids) & set(records))
+    with tqdm(total=len(ids), initial=done, desc=method.name, unit="q", disable=not progress) as bar:
+        questions = iter_questions(config.questions, spec, limit=config.limit)
+        for batch in _batches(questions, config.batch_size):
+            pending = [q for q in batch if q.id not in records]
+            if not pending:
+                continue
+            new = [
+                {"sig": sig, "id": p.id, "output": p.output, "raw": p.raw, "info": p.info}
+                for p in method.predict(pending)
+            ]
+            cache.append(new)
+            records.update({r["id"]: r for r in new})
+            generated += len(new)
+            bar.update(len(new))
+    by_signature[sig] = records
+    return records, generated
 
 
 def _diagnostics(

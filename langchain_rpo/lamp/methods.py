@@ -202,7 +202,7 @@ def model_signature(model: Any) -> dict[str, Any]:
 
 
 def _message_text(message: BaseMessage) -> str:
-    return message.text if isinstance(message.text, str) else message.text()  # type: ignore[operator]
+    return str(message.text)  # the text blocks of any content shape
 
 
 def generate(model: BaseChatModel, prompts: Sequence[str]) -> list[str]:
