@@ -33,9 +33,15 @@ _WORDS = (
 
 
 def write_questions(path: Path, target_bytes: int, seed: int = 0) -> int:
-    """Write a LaMP-4-shaped questions file of about ``target_bytes``, streaming; return its question count."""
+    """Write a LaMP-4-shaped questions file of about ``target_bytes``, streaming.
+
+    Returns:
+        The number of questions written.
+    """
     rng = random.Random(seed)
-    sentences = [" ".join(rng.choices(_WORDS, k=rng.randint(8, 24))).capitalize() + "." for _ in range(2000)]
+    sentences = [
+        " ".join(rng.choices(_WORDS, k=rng.randint(8, 24))).capitalize() + "." for _ in range(2000)
+    ]
 
     def article(n: int) -> str:
         return " ".join(rng.choices(sentences, k=n))
@@ -46,7 +52,11 @@ def write_questions(path: Path, target_bytes: int, seed: int = 0) -> int:
         stream.write("[")
         while written < target_bytes:
             profile = [
-                {"id": f"{count}{j:04d}", "title": article(1)[:80], "text": article(rng.randint(3, 12))}
+                {
+                    "id": f"{count}{j:04d}",
+                    "title": article(1)[:80],
+                    "text": article(rng.randint(3, 12)),
+                }
                 for j in range(rng.randint(50, 400))
             ]
             record = {
@@ -105,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     """Generate the file, measure the streaming loader (and json.load if asked), report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=300, help="questions file size (default: 300)")
-    parser.add_argument("--max-mb", type=float, default=500, help="peak memory limit (default: 500)")
+    parser.add_argument(
+        "--max-mb", type=float, default=500, help="peak memory limit (default: 500)"
+    )
     parser.add_argument("--compare-json", action="store_true", help="also measure json.load")
     parser.add_argument("--keep", type=Path, help="write the file here and keep it")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
@@ -120,18 +132,25 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         count = write_questions(path, int(args.mb * 1024 * 1024))
         size_mb = path.stat().st_size / 1024 / 1024
-        print(f"wrote {path.name}: {size_mb:.0f} MB, {count} questions ({time.perf_counter() - started:.0f} s)")
+        print(
+            f"wrote {path.name}: {size_mb:.0f} MB, {count} questions "
+            f"({time.perf_counter() - started:.0f} s)"
+        )
         stream = _run_child(path, use_json=False)
         print(
             f"iter_questions (streaming, validated): {stream['questions']} questions, "
             f"{stream['profile_items']} profile items in {stream['seconds']} s; "
-            f"peak RSS {stream['peak_rss_mb']:.0f} MB (after imports: {stream['rss_after_imports_mb']:.0f} MB)"
+            f"peak RSS {stream['peak_rss_mb']:.0f} MB "
+            f"(after imports: {stream['rss_after_imports_mb']:.0f} MB)"
         )
         if args.compare_json:
             whole = _run_child(path, use_json=True)
             print(f"json.load (whole file, for comparison): peak RSS {whole['peak_rss_mb']:.0f} MB")
     ok = stream["peak_rss_mb"] < args.max_mb
-    print(f"{'PASS' if ok else 'FAIL'}: peak {stream['peak_rss_mb']:.0f} MB {'<' if ok else '>='} {args.max_mb:.0f} MB")
+    print(
+        f"{'PASS' if ok else 'FAIL'}: peak {stream['peak_rss_mb']:.0f} MB "
+        f"{'<' if ok else '>='} {args.max_mb:.0f} MB"
+    )
     return 0 if ok else 1
 
 

@@ -51,7 +51,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="retriever of rag and nearest (default: bm25)",
     )  # fmt: skip
     p.add_argument("--limit", type=_positive_or_none, default=None, help="first N questions only")
-    p.add_argument("--batch-size", type=int, default=8, help="questions per model batch (default: 8)")
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="questions per model batch (default: 8)"
+    )
     p.add_argument(
         "--max-item-chars", type=int, default=400,
         help="cut a history item's long field to this many characters (0: no cut; default: 400)",
@@ -104,7 +106,9 @@ def _add_lamp(sub: argparse._SubParsersAction) -> None:
     from langchain_rpo.lamp.download import BASE_URL_ENV, SPLITS
 
     lamp = sub.add_parser("lamp", help="LaMP data: download, score, validate")
-    lsub = lamp.add_subparsers(dest="lamp_command", required=True, metavar="{download,score,validate}")
+    lsub = lamp.add_subparsers(
+        dest="lamp_command", required=True, metavar="{download,score,validate}"
+    )
 
     d = lsub.add_parser("download", help="fetch a split's official files (resumable)")
     d.add_argument("--task", required=True, help="LaMP_1 ... LaMP_7, LaMP_2N")
@@ -136,7 +140,10 @@ def _run_download(args: argparse.Namespace) -> int:
     from langchain_rpo.lamp.tasks import get_task
 
     spec = get_task(args.task)
-    dest = args.dest or Path("lamp_data") / f"{spec.name}{'_time' if args.time_based else ''}" / args.split
+    dest = (
+        args.dest
+        or Path("lamp_data") / f"{spec.name}{'_time' if args.time_based else ''}" / args.split
+    )
     paths = download_split(
         spec, args.split, dest, time_based=args.time_based, base_url=args.base_url,
         force=args.force, validate=not args.no_validate, progress=not args.no_progress,
@@ -195,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from langchain_rpo.lamp.download import DownloadError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
     try:
         return args.func(args)
     except (LampDataError, DownloadError, ValueError, FileNotFoundError) as err:

@@ -5,7 +5,8 @@
 - :mod:`~langchain_rpo.lamp.metrics`: accuracy/F1, MAE/RMSE, ROUGE-1/L as LaMP scores them.
 - :mod:`~langchain_rpo.lamp.download`: resumable, atomic download of the official files.
 - :mod:`~langchain_rpo.lamp.methods`: zero, rag, rpo, rpo-base, nearest.
-- :mod:`~langchain_rpo.lamp.harness`: ``rpo eval``; :mod:`~langchain_rpo.lamp.score`: ``rpo lamp score``.
+- :mod:`~langchain_rpo.lamp.harness`: ``rpo eval``.
+- :mod:`~langchain_rpo.lamp.score`: ``rpo lamp score``.
 - :mod:`~langchain_rpo.lamp.report`: the markdown table and the bar chart.
 """
 

@@ -93,14 +93,18 @@ def _normalize_id(value: Any, where: str, path: Path) -> str:
 def _events(path: Path, stream: IO[bytes], expected: str) -> Iterator[tuple[str, str, Any]]:
     """Yield ijson events, checking the top-level value's kind and turning JSON errors into ours."""
     if path.stat().st_size == 0:
-        raise LampDataError(f"{path}: the file is empty. Fix: download it again (rpo lamp download).")
+        raise LampDataError(
+            f"{path}: the file is empty. Fix: download it again (rpo lamp download)."
+        )
     events = ijson.parse(stream, use_float=True)
     try:
         first = next(events, None)
         if first is None or first[1] != expected:
             found = "nothing" if first is None else f"a JSON {first[1].replace('start_', '')}"
-            shape = "an array of questions" if expected == "start_array" else (
-                'an object {"task": ..., "golds": [...]}'
+            shape = (
+                "an array of questions"
+                if expected == "start_array"
+                else ('an object {"task": ..., "golds": [...]}')
             )
             raise LampDataError(
                 f"{path}: expected {shape} at the top level, found {found}. "
@@ -116,9 +120,7 @@ def _events(path: Path, stream: IO[bytes], expected: str) -> Iterator[tuple[str,
         ) from err
 
 
-def _check_question(
-    record: Any, index: int, spec: TaskSpec | None, path: Path
-) -> Question:
+def _check_question(record: Any, index: int, spec: TaskSpec | None, path: Path) -> Question:
     where = _record_name(index, record)
     if not isinstance(record, dict):
         raise LampDataError(
@@ -145,12 +147,12 @@ def _check_question(
         )
     items = tuple(_check_item(item, j, where, spec, path) for j, item in enumerate(profile))
     user = record.get("user")
-    return Question(id=qid, input=record["input"], profile=items, user=None if user is None else str(user))
+    return Question(
+        id=qid, input=record["input"], profile=items, user=None if user is None else str(user)
+    )
 
 
-def _check_item(
-    item: Any, j: int, where: str, spec: TaskSpec | None, path: Path
-) -> dict[str, Any]:
+def _check_item(item: Any, j: int, where: str, spec: TaskSpec | None, path: Path) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise LampDataError(
             f"{path}: {where}, profile item #{j} is a JSON {type(item).__name__}, not an object. "
@@ -198,7 +200,9 @@ def iter_questions(
     path = Path(path)
     spec = get_task(task) if task is not None else None
     if not path.is_file():
-        raise LampDataError(f"{path}: no such file. Fix: pass the path of a {{split}}_questions.json.")
+        raise LampDataError(
+            f"{path}: no such file. Fix: pass the path of a {{split}}_questions.json."
+        )
     seen: set[str] = set()
     with path.open("rb") as stream:
         records = ijson.items(_events(path, stream, "start_array"), "item")
@@ -233,7 +237,9 @@ def read_outputs(path: str | Path, task: str | TaskSpec | None = None) -> Output
     path = Path(path)
     spec = get_task(task) if task is not None else None
     if not path.is_file():
-        raise LampDataError(f"{path}: no such file. Fix: pass the path of a {{split}}_outputs.json.")
+        raise LampDataError(
+            f"{path}: no such file. Fix: pass the path of a {{split}}_outputs.json."
+        )
     file_task: str | None = None
     outputs: dict[str, str] = {}
     saw_golds = False
@@ -242,7 +248,9 @@ def read_outputs(path: str | Path, task: str | TaskSpec | None = None) -> Output
         for prefix, event, value in events:
             if prefix == "task" and event not in ("map_key",):
                 if not isinstance(value, str):
-                    raise LampDataError(f"{path}: 'task' must be a string such as \"LaMP_5\", not {value!r}.")
+                    raise LampDataError(
+                        f"{path}: 'task' must be a string such as \"LaMP_5\", not {value!r}."
+                    )
                 file_task = value
             elif prefix == "golds" and event == "start_array":
                 saw_golds = True
@@ -255,30 +263,35 @@ def read_outputs(path: str | Path, task: str | TaskSpec | None = None) -> Output
                         )
                     outputs[qid] = output
             elif prefix == "golds" and event != "map_key":
-                raise LampDataError(f"{path}: 'golds' must be a list of {{\"id\", \"output\"}} records.")
+                raise LampDataError(
+                    f'{path}: \'golds\' must be a list of {{"id", "output"}} records.'
+                )
     if not saw_golds:
         raise LampDataError(
-            f"{path}: no 'golds' key. Fix: the file must be {{\"task\": ..., \"golds\": "
-            "[{\"id\": ..., \"output\": ...}]}} (predictions use the same format)."
+            f'{path}: no \'golds\' key. Fix: the file must be {{"task": ..., "golds": '
+            '[{"id": ..., "output": ...}]}} (predictions use the same format).'
         )
     if file_task is None:
         raise LampDataError(
-            f"{path}: no 'task' key. Fix: add \"task\": \"LaMP_N\" naming the task of the outputs."
+            f'{path}: no \'task\' key. Fix: add "task": "LaMP_N" naming the task of the outputs.'
         )
     try:
         file_spec = get_task(file_task)
     except UnknownTaskError as err:
-        raise LampDataError(f"{path}: {err}. Fix: set 'task' to one of the LaMP task names.") from err
+        raise LampDataError(
+            f"{path}: {err}. Fix: set 'task' to one of the LaMP task names."
+        ) from err
     if spec is not None and file_task != spec.file_task:
         raise LampDataError(
             f"{path}: the file is for task {file_task!r}, but {spec.name} was asked for "
-            f"(its files say {spec.file_task!r}). Fix: pass --task {file_spec.name}, or the right file."
+            f"(its files say {spec.file_task!r}). Fix: pass --task {file_spec.name}, or the "
+            "right file."
         )
     return Outputs(task=file_task, outputs=outputs, path=path)
 
 
 def _golds_events(events: Iterator[tuple[str, str, Any]]) -> Iterator[tuple[str, str, Any]]:
-    """Re-root the events inside ``golds`` (``golds.item`` becomes ``item``) until its array ends."""
+    """Re-root the events inside ``golds`` (``golds.item`` becomes ``item``) up to its end."""
     yield ("", "start_array", None)
     depth = 1
     for prefix, event, value in events:
@@ -297,7 +310,7 @@ def _check_gold(record: Any, index: int, path: Path) -> tuple[str, str]:
     if not isinstance(record, dict) or "id" not in record or "output" not in record:
         raise LampDataError(
             f"{path}: golds {where} is not an object with 'id' and 'output' (found "
-            f"{record!r:.80}). Fix: each record is {{\"id\": ..., \"output\": ...}}."
+            f'{record!r:.80}). Fix: each record is {{"id": ..., "output": ...}}.'
         )
     qid = _normalize_id(record["id"], f"golds {where}", path)
     output = record["output"]
@@ -312,7 +325,11 @@ def _check_gold(record: Any, index: int, path: Path) -> tuple[str, str]:
 
 
 def check_ids(
-    question_ids: Iterable[str], outputs: Outputs, questions_path: str | Path, *, subset: bool = False
+    question_ids: Iterable[str],
+    outputs: Outputs,
+    questions_path: str | Path,
+    *,
+    subset: bool = False,
 ) -> None:
     """Check that the question ids and the output ids are the same set (or a subset of them).
 

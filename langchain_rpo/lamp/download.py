@@ -116,7 +116,9 @@ def _part_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.part")
 
 
-def download_file(url: str, dest: str | Path, *, progress: bool = True, timeout: float = 60.0) -> Path:
+def download_file(
+    url: str, dest: str | Path, *, progress: bool = True, timeout: float = 60.0
+) -> Path:
     """Download ``url`` to ``dest``, resuming a previous partial download, renaming atomically.
 
     Args:
@@ -140,7 +142,9 @@ def download_file(url: str, dest: str | Path, *, progress: bool = True, timeout:
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        )
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:  # nothing left past our offset: the part is complete
             total = _total_from_content_range(err.headers.get("Content-Range"))

@@ -132,7 +132,9 @@ def parse_methods(text: str | Sequence[str]) -> tuple[str, ...]:
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     unknown = [n for n in names if n not in METHOD_NAMES]
     if unknown or not names:
-        raise ValueError(f"unknown methods {unknown or names}; choose from {', '.join(METHOD_NAMES)}")
+        raise ValueError(
+            f"unknown methods {unknown or names}; choose from {', '.join(METHOD_NAMES)}"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"a method is listed twice in {names}")
     return tuple(names)
@@ -149,7 +151,10 @@ class JsonlCache:
         self.path = path
 
     def load(self, sig: str) -> dict[str, dict[str, Any]]:
-        """Return the records written under ``sig``, by id (the last one wins); a torn last line is skipped."""
+        """Return the records written under ``sig``, by id (the last one wins).
+
+        A torn last line (an interrupted write) is skipped.
+        """
         records: dict[str, dict[str, Any]] = {}
         if not self.path.is_file():
             return records
@@ -222,7 +227,10 @@ class ModelSet:
         """The base model's identity and budget."""
         if self._base is not None:
             return model_signature(self._base)
-        return {"model": self.config.base_model or _DEFAULT_MODEL_NAME, "max_new_tokens": self.spec.max_new_tokens}
+        return {
+            "model": self.config.base_model or _DEFAULT_MODEL_NAME,
+            "max_new_tokens": self.spec.max_new_tokens,
+        }
 
     def reflection_settings(self, with_adapter: bool) -> dict[str, Any]:
         """The reflection model's identity (with or without the adapter) and budget."""
@@ -232,7 +240,11 @@ class ModelSet:
         if adapter is None and self._reflection_base is not None:
             return model_signature(self._reflection_base)
         model = self.config.reflection_model or self.config.base_model or _DEFAULT_MODEL_NAME
-        return {"model": model, "adapter": adapter, "max_new_tokens": self.config.reflection_max_new_tokens}
+        return {
+            "model": model,
+            "adapter": adapter,
+            "max_new_tokens": self.config.reflection_max_new_tokens,
+        }
 
     def embedding_settings(self) -> str:
         """The dense store's embedding model name."""
@@ -256,7 +268,7 @@ class ModelSet:
         return self._base
 
     def reflection_base(self) -> BaseChatModel:
-        """The reflection model without adapter (``rpo-base``; ``rpo`` too when there is no adapter)."""
+        """The reflection model without adapter (``rpo-base``; ``rpo`` too when there is none)."""
         if self._reflection_base is None:
             from langchain_rpo.reflection import ReflectionModel
 
@@ -311,7 +323,9 @@ def _batches(items: Iterable[Question], size: int) -> Iterator[list[Question]]:
         yield batch
 
 
-def _build_methods(spec: TaskSpec, config: EvalConfig, models: ModelSet, drafts: Drafts) -> list[Method]:
+def _build_methods(
+    spec: TaskSpec, config: EvalConfig, models: ModelSet, drafts: Drafts
+) -> list[Method]:
     retriever = make_retriever(spec, config.retriever, models.embeddings)
     built: list[Method] = []
     for name in config.methods:
@@ -320,7 +334,12 @@ def _build_methods(spec: TaskSpec, config: EvalConfig, models: ModelSet, drafts:
         elif name == "rag":
             built.append(
                 ContextInjection(
-                    spec, models.base, models.base_settings(), retriever, config.k, config.max_item_chars
+                    spec,
+                    models.base,
+                    models.base_settings(),
+                    retriever,
+                    config.k,
+                    config.max_item_chars,
                 )
             )
         elif name in ("rpo", "rpo-base"):
@@ -332,7 +351,16 @@ def _build_methods(spec: TaskSpec, config: EvalConfig, models: ModelSet, drafts:
             }
             reflection = models.reflection if with_adapter else models.reflection_base
             built.append(
-                RPO(spec, drafts, reflection, settings, config.k, config.max_item_chars, models.embeddings, name=name)
+                RPO(
+                    spec,
+                    drafts,
+                    reflection,
+                    settings,
+                    config.k,
+                    config.max_item_chars,
+                    models.embeddings,
+                    name=name,
+                )
             )
         elif name == "nearest":
             built.append(Nearest(spec, retriever))
@@ -375,13 +403,17 @@ def run_eval(
 
     cache_dir = out / "cache"
     draft_cache = JsonlCache(cache_dir / "drafts.jsonl")
-    draft_sig = hashlib.sha1(json.dumps(models.base_settings(), sort_keys=True).encode()).hexdigest()[:12]
-    cached_drafts = {} if config.fresh else {
-        i: r["draft"] for i, r in draft_cache.load(draft_sig).items()
-    }
+    draft_sig = hashlib.sha1(
+        json.dumps(models.base_settings(), sort_keys=True).encode()
+    ).hexdigest()[:12]
+    cached_drafts = (
+        {} if config.fresh else {i: r["draft"] for i, r in draft_cache.load(draft_sig).items()}
+    )
     drafts = Drafts(
         cache=cached_drafts,
-        on_new=lambda qid, draft: draft_cache.append([{"sig": draft_sig, "id": qid, "draft": draft}]),
+        on_new=lambda qid, draft: draft_cache.append(
+            [{"sig": draft_sig, "id": qid, "draft": draft}]
+        ),
         load=models.base,
     )
     methods = _build_methods(spec, config, models, drafts)
@@ -394,7 +426,9 @@ def run_eval(
         records[method.name], generated[method.name] = _run_method(
             method, config, spec, ids, cache_dir, by_signature, progress
         )
-    predictions = {name: {qid: recs[qid]["output"] for qid in ids} for name, recs in records.items()}
+    predictions = {
+        name: {qid: recs[qid]["output"] for qid in ids} for name, recs in records.items()
+    }
     for name, preds in predictions.items():
         write_outputs(out / f"{name}_outputs.json", spec, preds)
 
@@ -427,7 +461,9 @@ def run_eval(
         "generated_this_run": generated,
         "seconds_this_run": round(time.perf_counter() - started, 1),
     }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "metrics.json").write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return EvalResult(spec, len(ids), metrics, table, out, diagnostics, generated)
 
 
@@ -456,7 +492,9 @@ def _run_method(
     records.update({r["id"]: r for r in shared})
     generated = 0
     done = len(set(ids) & set(records))
-    with tqdm(total=len(ids), initial=done, desc=method.name, unit="q", disable=not progress) as bar:
+    with tqdm(
+        total=len(ids), initial=done, desc=method.name, unit="q", disable=not progress
+    ) as bar:
         questions = iter_questions(config.questions, spec, limit=config.limit)
         for batch in _batches(questions, config.batch_size):
             pending = [q for q in batch if q.id not in records]

@@ -123,7 +123,8 @@ class BM25Retriever(Retriever):
 def build_profile_store(
     spec: TaskSpec, questions: Sequence[Question], embeddings: Embeddings | None = None
 ) -> Any:
-    """Index the profiles of ``questions`` in a fresh :class:`~langchain_rpo.history.UserHistoryStore`.
+    """Index the profiles of ``questions`` in a fresh :class:`~langchain_rpo.history.
+    UserHistoryStore`.
 
     Each question's profile goes under the question id as the user id; a document's text is the
     item's corpus text, its metadata the item's ``index`` in the profile and the question id.
@@ -184,7 +185,7 @@ class DenseRetriever(Retriever):
 def make_retriever(
     spec: TaskSpec, name: RetrieverName, embeddings: Callable[[], Embeddings] | None = None
 ) -> Retriever:
-    """Return the retriever called ``name`` (``bm25`` or ``dense``, the latter with ``embeddings``)."""
+    """Return the retriever called ``name``: ``bm25``, or ``dense`` over ``embeddings``."""
     if name == "bm25":
         return BM25Retriever(spec)
     if name == "dense":
@@ -249,7 +250,9 @@ class Drafts:
     def __call__(self, questions: Sequence[Question]) -> list[str]:
         """Return the drafts of ``questions``, generating the missing ones in one batch."""
         missing = [q for q in questions if q.id not in self.cache]
-        for question, draft in zip(missing, generate(self.model, [q.input for q in missing]), strict=True):
+        for question, draft in zip(
+            missing, generate(self.model, [q.input for q in missing]), strict=True
+        ):
             self.cache[question.id] = draft
             self.generated += 1
             if self.on_new is not None:
@@ -274,7 +277,7 @@ class Method(ABC):
 
     @abstractmethod
     def settings(self) -> dict[str, Any]:
-        """Return everything the answers depend on (a changed setting invalidates cached answers)."""
+        """Return everything the answers depend on (a change invalidates cached answers)."""
 
     def signature(self) -> str:
         """Return a short hash of :meth:`settings`, the task and the method's class name.
@@ -410,11 +413,16 @@ class RPO(Method):
             history=store, reflection=self._reflection(), k=self.k, format_item=format_item
         )
         rewrites = rewriter.batch(
-            [{"query": q.input, "draft": draft} for q, draft in zip(questions, drafts, strict=True)],
+            [
+                {"query": q.input, "draft": draft}
+                for q, draft in zip(questions, drafts, strict=True)
+            ],
             config=[{"configurable": {"user_id": q.id}} for q in questions],
         )
         return [
-            Prediction(q.id, self.spec.parse_answer(_as_text(rewrite)), _as_text(rewrite), {"draft": draft})
+            Prediction(
+                q.id, self.spec.parse_answer(_as_text(rewrite)), _as_text(rewrite), {"draft": draft}
+            )
             for q, draft, rewrite in zip(questions, drafts, rewrites, strict=True)
         ]
 

@@ -103,7 +103,7 @@ def rating_value(prediction: str, gold: str) -> float:
 
 
 def mae_rmse(predictions: Sequence[str], golds: Sequence[str]) -> tuple[float, float]:
-    """Return (MAE, RMSE) of the ratings, unparsable predictions penalized as by :func:`rating_value`.
+    """Return (MAE, RMSE) of the ratings; unparsable predictions count as :func:`rating_value` says.
 
     >>> mae_rmse(["1", "5"], ["2", "2"])
     (2.0, 2.23606797749979)
@@ -118,7 +118,9 @@ def mae_rmse(predictions: Sequence[str], golds: Sequence[str]) -> tuple[float, f
 
 
 def rouge(predictions: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
-    """Return the mean ROUGE-1 and ROUGE-L F1 (``rouge_score``, no stemmer), as ``rouge-1``/``rouge-L``.
+    """Return the mean ROUGE-1 and ROUGE-L F1 (``rouge_score``, no stemmer).
+
+    The keys are ``rouge-1`` and ``rouge-L``, as the official evaluation names them.
 
     >>> rouge(["a b c"], ["a b d"])["rouge-1"]
     0.6666666666666666

@@ -98,7 +98,9 @@ def bar_chart(
         [f"{m} ({'lower' if m in LOWER_IS_BETTER else 'higher'} is better)" for m in metrics],
     )
     ax.set_title(title)
-    ax.legend(fontsize=8, ncols=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.legend(
+        fontsize=8, ncols=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, -0.1)
+    )
     ax.margins(y=0.15)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -65,5 +65,7 @@ def write_metrics(path: str | Path, spec: TaskSpec, metrics: dict[str, float]) -
     """Write ``{"task": ..., "metrics": {...}}`` as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"task": spec.name, "metrics": metrics}, indent=2) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps({"task": spec.name, "metrics": metrics}, indent=2) + "\n", encoding="utf-8"
+    )
     return path

@@ -72,7 +72,7 @@ class UnknownTaskError(ValueError):
 
 
 def _after(marker: str) -> Callable[[str], str]:
-    """Return a query extractor: the text after the first ``marker`` (the official ``extract_after_*``).
+    """Return a query extractor: the text after the first ``marker`` (official ``extract_after_*``).
 
     Where the marker is missing (a hand-made input), the whole input is the query, rather than the
     official code's ``None``.
@@ -87,7 +87,9 @@ def _after(marker: str) -> Callable[[str], str]:
 
 
 def _quoted(text: str) -> list[str]:
-    """Return the strings between double quotes, in order (the official ``extract_strings_between_quotes``).
+    """Return the strings between double quotes, in order.
+
+    The official ``extract_strings_between_quotes``.
 
     >>> _quoted('title "A", refs [1]: "B" [2]: "C"')
     ['A', 'B', 'C']
@@ -118,7 +120,9 @@ def _join_tweets(text: str, items: Sequence[str]) -> str:
 
 
 def _after_title(text: str, items: Sequence[str]) -> str:
-    """LaMP-1: insert ``", and " + items`` right after the word ``title`` (official ``add_string_after_title``).
+    """LaMP-1: insert ``", and " + items`` right after the word ``title``.
+
+    The official ``add_string_after_title``.
 
     >>> _after_title('the paper with the title "X", which', ['"A"'])
     'the paper with the title, and "A" "X", which'
@@ -319,7 +323,8 @@ TASKS: dict[str, TaskSpec] = {
             kind="classification",
             input_template=(
                 "Which tag does this movie relate to among the following tags? Just answer with "
-                "the tag name without further explanation. tags: [{tags}] description: {description}"
+                "the tag name without further explanation. tags: [{tags}] description: "
+                "{description}"
             ),
             profile_fields=("description", "tag"),
             output_field="tag",

@@ -49,9 +49,25 @@ def test_rpo_eval_runs_every_method_and_rpo_lamp_score_agrees(
     golds = tmp_path / "golds3.json"
     gold = read_outputs(pep / "dev_outputs.json").outputs
     ids = list(read_outputs(out / "zero_outputs.json").outputs)
-    golds.write_text(json.dumps({"task": "LaMP_5", "golds": [{"id": i, "output": gold[i]} for i in ids]}))
+    golds.write_text(
+        json.dumps({"task": "LaMP_5", "golds": [{"id": i, "output": gold[i]} for i in ids]})
+    )
     scored = tmp_path / "scored.json"
-    assert main(["lamp", "score", "--golds", str(golds), "--preds", str(out / "rpo_outputs.json"), "--json", str(scored)]) == 0
+    assert (
+        main(
+            [
+                "lamp",
+                "score",
+                "--golds",
+                str(golds),
+                "--preds",
+                str(out / "rpo_outputs.json"),
+                "--json",
+                str(scored),
+            ]
+        )
+        == 0
+    )
     assert json.loads(scored.read_text())["metrics"] == pytest.approx(summary["metrics"]["rpo"])
 
     # Running the same command again generates nothing.

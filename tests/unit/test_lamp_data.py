@@ -35,7 +35,9 @@ def _write(path: Path, value: Any) -> Path:
 
 @pytest.fixture
 def split(tmp_path: Path) -> tuple[Path, Path]:
-    questions = _write(tmp_path / "dev_questions.json", [_question("1"), _question("2", user="ann")])
+    questions = _write(
+        tmp_path / "dev_questions.json", [_question("1"), _question("2", user="ann")]
+    )
     outputs = _write(
         tmp_path / "dev_outputs.json",
         {"task": "LaMP_5", "golds": [{"id": "1", "output": "T1"}, {"id": "2", "output": "T2"}]},
@@ -66,12 +68,17 @@ def test_questions_are_streamed_one_record_at_a_time(tmp_path: Path) -> None:
 
 
 def test_outputs_keep_numbers_as_strings_and_accept_task_after_golds(tmp_path: Path) -> None:
-    path = _write(tmp_path / "o.json", '{"golds": [{"id": 7, "output": 4.0}, {"id": "8", "output": 3}], "task": "LaMP_3"}')
+    path = _write(
+        tmp_path / "o.json",
+        '{"golds": [{"id": 7, "output": 4.0}, {"id": "8", "output": 3}], "task": "LaMP_3"}',
+    )
     assert read_outputs(path, "LaMP_3").outputs == {"7": "4", "8": "3"}
 
 
 def test_lamp_2n_files_say_lamp_2(tmp_path: Path) -> None:
-    path = _write(tmp_path / "o.json", {"task": "LaMP_2", "golds": [{"id": "1", "output": "sports"}]})
+    path = _write(
+        tmp_path / "o.json", {"task": "LaMP_2", "golds": [{"id": "1", "output": "sports"}]}
+    )
     assert read_outputs(path, "LaMP_2N").task == "LaMP_2"
 
 
@@ -87,12 +94,18 @@ BAD_QUESTIONS = {
     "empty file": ("", "the file is empty"),
     "top-level object": ({"id": "1"}, "expected an array of questions.*found a JSON map"),
     "record not an object": ([["1"]], r"record #0 is a JSON list, not an object"),
-    "missing profile": ([_question("1"), {"id": "2", "input": "x"}], r"record #1 \(id '2'\) has no 'profile' key"),
+    "missing profile": (
+        [_question("1"), {"id": "2", "input": "x"}],
+        r"record #1 \(id '2'\) has no 'profile' key",
+    ),
     "missing id": ([{"input": "x", "profile": []}], r"record #0 has no 'id' key"),
     "input not a string": ([_question("1", input=5)], r"'input' of type int"),
     "profile not a list": ([_question("1", profile={"a": 1})], r"'profile' of type dict"),
     "id wrong type": ([_question("1", id=1.5)], r"id of type float"),
-    "profile item not an object": ([_question("1", profile=["text"])], r"profile item #0 is a JSON str"),
+    "profile item not an object": (
+        [_question("1", profile=["text"])],
+        r"profile item #0 is a JSON str",
+    ),
     "profile item missing field": (
         [_question("1", profile=[{"id": "p", "title": "t"}])],
         r"profile item #0 has no 'abstract' key, which LaMP_5 profile items need",
@@ -122,9 +135,18 @@ BAD_OUTPUTS = {
     "no task": ({"golds": [{"id": "1", "output": "x"}]}, "no 'task' key"),
     "unknown task": ({"task": "LaMP_9", "golds": []}, "unknown task 'LaMP_9'"),
     "task not a string": ({"task": 5, "golds": []}, "'task' must be a string"),
-    "other task": ({"task": "LaMP_4", "golds": []}, "the file is for task 'LaMP_4', but LaMP_5 was asked for"),
-    "record without output": ({"task": "LaMP_5", "golds": [{"id": "1"}]}, r"golds record #0 \(id '1'\) is not an object with 'id' and 'output'"),
-    "output wrong type": ({"task": "LaMP_5", "golds": [{"id": "1", "output": ["x"]}]}, r"'output' of type list"),
+    "other task": (
+        {"task": "LaMP_4", "golds": []},
+        "the file is for task 'LaMP_4', but LaMP_5 was asked for",
+    ),
+    "record without output": (
+        {"task": "LaMP_5", "golds": [{"id": "1"}]},
+        r"golds record #0 \(id '1'\) is not an object with 'id' and 'output'",
+    ),
+    "output wrong type": (
+        {"task": "LaMP_5", "golds": [{"id": "1", "output": ["x"]}]},
+        r"'output' of type list",
+    ),
     "duplicate ids": (
         {"task": "LaMP_5", "golds": [{"id": "1", "output": "x"}, {"id": "1", "output": "y"}]},
         r"record #1 \(id '1'\) repeats an id",
@@ -154,7 +176,10 @@ def test_question_and_gold_ids_that_differ(split: tuple[Path, Path], tmp_path: P
         tmp_path / "other_outputs.json",
         {"task": "LaMP_5", "golds": [{"id": "1", "output": "T1"}, {"id": "9", "output": "T9"}]},
     )
-    with pytest.raises(LampDataError, match=r"1 questions have no output \(e.g. \['2'\]\), 1 outputs have no question \(e.g. \['9'\]\)") as info:
+    with pytest.raises(
+        LampDataError,
+        match=r"1 questions have no output \(e.g. \['2'\]\), 1 outputs have no question \(e.g. \['9'\]\)",
+    ) as info:
         validate_split(questions, outputs)
     assert str(questions) in str(info.value) and str(outputs) in str(info.value)
     # A --limit run only needs its own questions to have golds.

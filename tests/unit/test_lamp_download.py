@@ -1,4 +1,4 @@
-"""``rpo lamp download`` end to end against a local HTTP server (127.0.0.1 only) that serves a fixture."""
+"""``rpo lamp download`` end to end against a local HTTP server (127.0.0.1) serving a fixture."""
 
 from __future__ import annotations
 
@@ -18,13 +18,16 @@ QUESTIONS = json.dumps(
     [
         {
             "id": str(i),
-            "input": f"Generate a title for the following abstract of a paper: abstract {i} " + "word " * 400,
+            "input": f"Generate a title for the following abstract of a paper: abstract {i} "
+            + "word " * 400,
             "profile": [{"id": f"{i}-0", "title": f"Old {i}", "abstract": "an older abstract"}],
         }
         for i in range(20)
     ]
 ).encode()
-OUTPUTS = json.dumps({"task": "LaMP_5", "golds": [{"id": str(i), "output": f"T{i}"} for i in range(20)]}).encode()
+OUTPUTS = json.dumps(
+    {"task": "LaMP_5", "golds": [{"id": str(i), "output": f"T{i}"} for i in range(20)]}
+).encode()
 
 
 class FixtureServer(ThreadingHTTPServer):
@@ -88,7 +91,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FixtureServer]:
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for name in (
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     srv = FixtureServer()
@@ -116,7 +126,10 @@ def test_download_fetches_and_validates_both_files(
     assert (tmp_path / "dev_questions.json").read_bytes() == QUESTIONS
     assert (tmp_path / "dev_outputs.json").read_bytes() == OUTPUTS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dev_outputs.json", "dev_questions.json"]
-    assert capsys.readouterr().out.splitlines() == [str(tmp_path / "dev_questions.json"), str(tmp_path / "dev_outputs.json")]
+    assert capsys.readouterr().out.splitlines() == [
+        str(tmp_path / "dev_questions.json"),
+        str(tmp_path / "dev_outputs.json"),
+    ]
     # Complete files are not fetched again.
     requests = len(server.ranges)
     assert _download(server, tmp_path) == 0
@@ -149,7 +162,9 @@ def test_interrupted_download_resumes_with_a_range_request(
 @pytest.mark.local_http
 @pytest.mark.enable_socket
 @pytest.mark.allow_hosts(["127.0.0.1"])
-def test_server_ignoring_range_gets_the_whole_file_again(server: FixtureServer, tmp_path: Path) -> None:
+def test_server_ignoring_range_gets_the_whole_file_again(
+    server: FixtureServer, tmp_path: Path
+) -> None:
     server.honour_range = False
     dest = tmp_path / "dev_outputs.json"
     (tmp_path / ".dev_outputs.json.part").write_bytes(b"garbage that is not a prefix")
@@ -172,15 +187,21 @@ def test_complete_part_file_is_finished_on_416(server: FixtureServer, tmp_path: 
 @pytest.mark.allow_hosts(["127.0.0.1"])
 def test_missing_file_is_a_clear_error(server: FixtureServer, tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="HTTP 404.*--base-url"):
-        download_file(server.url + "LaMP_9/dev/dev_outputs.json", tmp_path / "x.json", progress=False)
+        download_file(
+            server.url + "LaMP_9/dev/dev_outputs.json", tmp_path / "x.json", progress=False
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.local_http
 @pytest.mark.enable_socket
 @pytest.mark.allow_hosts(["127.0.0.1"])
-def test_downloaded_files_are_validated(server: FixtureServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    server.files["/LaMP_5/dev/dev_outputs.json"] = json.dumps({"task": "LaMP_4", "golds": []}).encode()
+def test_downloaded_files_are_validated(
+    server: FixtureServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.files["/LaMP_5/dev/dev_outputs.json"] = json.dumps(
+        {"task": "LaMP_4", "golds": []}
+    ).encode()
     assert _download(server, tmp_path) == 1
     assert "the file is for task 'LaMP_4'" in capsys.readouterr().err
 
@@ -193,10 +214,18 @@ def test_url_table(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     assert file_urls("LaMP_2", "train")[0][1] == f"{base}/LaMP_2/new/train/train_questions.json"
     assert file_urls("LaMP_2N", "train")[0][1] == f"{base}/LaMP_2/train/train_questions.json"
-    assert file_urls("LaMP_3", "dev", time_based=True)[1][1] == f"{base}/time/LaMP_3/dev/dev_outputs.json"
-    assert file_urls("LaMP_7", "test") == [("test_questions.json", f"{base}/LaMP_7/test/test_questions.json")]
+    assert (
+        file_urls("LaMP_3", "dev", time_based=True)[1][1]
+        == f"{base}/time/LaMP_3/dev/dev_outputs.json"
+    )
+    assert file_urls("LaMP_7", "test") == [
+        ("test_questions.json", f"{base}/LaMP_7/test/test_questions.json")
+    ]
     monkeypatch.setenv(BASE_URL_ENV, "http://mirror.example/lamp/")
-    assert file_urls("LaMP_1", "dev")[0][1] == "http://mirror.example/lamp/LaMP_1/dev/dev_questions.json"
+    assert (
+        file_urls("LaMP_1", "dev")[0][1]
+        == "http://mirror.example/lamp/LaMP_1/dev/dev_questions.json"
+    )
     with pytest.raises(ValueError, match="Avocado"):
         file_urls("LaMP_6", "dev")
     with pytest.raises(ValueError, match="no time-based files"):

@@ -21,7 +21,13 @@ from langchain_rpo.lamp.metrics import evaluate
 from langchain_rpo.lamp.tasks import get_task
 
 PREFIX = "Generate a title for the following abstract of a paper: "
-TOPICS = ["packaging wheels", "async generators", "type hints", "pattern matching", "garbage collection"]
+TOPICS = [
+    "packaging wheels",
+    "async generators",
+    "type hints",
+    "pattern matching",
+    "garbage collection",
+]
 
 
 class RecordingModel(FakeListChatModel):
@@ -47,13 +53,23 @@ def make_split(folder: Path, n: int = 5) -> tuple[Path, Path]:
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)]
         profile = [
-            {"id": f"{i}-{j}", "title": f"Old {other.title()}", "abstract": f"A proposal about {other} in detail."}
+            {
+                "id": f"{i}-{j}",
+                "title": f"Old {other.title()}",
+                "abstract": f"A proposal about {other} in detail.",
+            }
             for j, other in enumerate(TOPICS)
             if other != topic or j == i  # keep the matching item
         ]
         if i == n - 1:
             profile = []  # a user without history
-        questions.append({"id": f"q{i}", "input": f"{PREFIX}We change {topic} for everyone {topic.split()[-1]}", "profile": profile})
+        questions.append(
+            {
+                "id": f"q{i}",
+                "input": f"{PREFIX}We change {topic} for everyone {topic.split()[-1]}",
+                "profile": profile,
+            }
+        )
         golds.append({"id": f"q{i}", "output": f"Improving {topic.split()[-1]}"})
     q = folder / "dev_questions.json"
     o = folder / "dev_outputs.json"
@@ -68,13 +84,22 @@ def split(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def config(split: tuple[Path, Path], out: Path, **changes: Any) -> EvalConfig:
-    base = EvalConfig(questions=split[0], outputs=split[1], out=out, methods=("zero", "rag", "nearest"), k=2, batch_size=2)
+    base = EvalConfig(
+        questions=split[0],
+        outputs=split[1],
+        out=out,
+        methods=("zero", "rag", "nearest"),
+        k=2,
+        batch_size=2,
+    )
     for key, value in changes.items():
         setattr(base, key, value)
     return base
 
 
-def test_eval_writes_predictions_metrics_table_and_chart(split: tuple[Path, Path], tmp_path: Path) -> None:
+def test_eval_writes_predictions_metrics_table_and_chart(
+    split: tuple[Path, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     model = RecordingModel()
     result = run_eval(config(split, out), base_model=model, progress=False)
@@ -84,7 +109,9 @@ def test_eval_writes_predictions_metrics_table_and_chart(split: tuple[Path, Path
         preds = read_outputs(out / f"{method}_outputs.json", "LaMP_5")
         assert list(preds.outputs) == [f"q{i}" for i in range(5)]
     zero = read_outputs(out / "zero_outputs.json").outputs
-    assert zero["q0"] == "Improving wheels"  # the answer mapped by parse_answer (prefix, quotes gone)
+    assert (
+        zero["q0"] == "Improving wheels"
+    )  # the answer mapped by parse_answer (prefix, quotes gone)
     assert result.metrics["zero"]["rouge-1"] == pytest.approx(1.0)
     nearest = read_outputs(out / "nearest_outputs.json").outputs
     assert nearest["q1"] == "Old Async Generators" and nearest["q4"] == ""
@@ -93,17 +120,28 @@ def test_eval_writes_predictions_metrics_table_and_chart(split: tuple[Path, Path
     assert summary["metrics"] == result.metrics and summary["n"] == 5
     assert summary["settings"]["k"] == 2
     table = (out / "results.md").read_text()
-    assert "| zero | **1.0000** | **1.0000** | no |" in table and "| rag |" in table and "| nearest |" in table
+    assert (
+        "| zero | **1.0000** | **1.0000** | no |" in table
+        and "| rag |" in table
+        and "| nearest |" in table
+    )
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # zero and rag each asked the model once per question, nothing more.
     assert len(model.prompts) == 10
 
 
-def test_rag_prompt_holds_the_top_k_items_in_lamp_templates(split: tuple[Path, Path], tmp_path: Path) -> None:
+def test_rag_prompt_holds_the_top_k_items_in_lamp_templates(
+    split: tuple[Path, Path], tmp_path: Path
+) -> None:
     model = RecordingModel()
-    run_eval(config(split, tmp_path / "run", methods=("rag",), k=1), base_model=model, progress=False)
+    run_eval(
+        config(split, tmp_path / "run", methods=("rag",), k=1), base_model=model, progress=False
+    )
     first = next(p for p in model.prompts if p.endswith("wheels"))
-    assert first.startswith('"Old Packaging Wheels" is a title for "A proposal about packaging wheels in detail." . Following the given patterns ')
+    assert first.startswith(
+        '"Old Packaging Wheels" is a title for "A proposal about packaging wheels in detail." . '
+        "Following the given patterns "
+    )
     assert first.count(" is a title for ") == 1
     no_history = next(p for p in model.prompts if "garbage" in p)
     assert no_history.startswith(PREFIX)  # the empty profile gives the zero-shot prompt
@@ -111,7 +149,9 @@ def test_rag_prompt_holds_the_top_k_items_in_lamp_templates(split: tuple[Path, P
 
 def test_k_zero_rag_prompt_is_the_input(split: tuple[Path, Path], tmp_path: Path) -> None:
     model = RecordingModel()
-    run_eval(config(split, tmp_path / "run", methods=("rag",), k=0), base_model=model, progress=False)
+    run_eval(
+        config(split, tmp_path / "run", methods=("rag",), k=0), base_model=model, progress=False
+    )
     assert all(p.startswith(PREFIX) for p in model.prompts)
 
 
@@ -129,25 +169,38 @@ def test_rerun_resumes_from_the_cache(split: tuple[Path, Path], tmp_path: Path) 
     assert third.prompts == []
 
 
-def test_an_interrupted_run_continues_where_it_stopped(split: tuple[Path, Path], tmp_path: Path) -> None:
+def test_an_interrupted_run_continues_where_it_stopped(
+    split: tuple[Path, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     crashing = RecordingModel(fail_after=3)
     with pytest.raises(RuntimeError, match="model crashed"):
-        run_eval(config(split, out, methods=("zero",), batch_size=1), base_model=crashing, progress=False)
+        run_eval(
+            config(split, out, methods=("zero",), batch_size=1), base_model=crashing, progress=False
+        )
     assert len((out / "cache" / "zero.jsonl").read_text().splitlines()) == 3
     resumed = RecordingModel()
-    result = run_eval(config(split, out, methods=("zero",), batch_size=1), base_model=resumed, progress=False)
+    result = run_eval(
+        config(split, out, methods=("zero",), batch_size=1), base_model=resumed, progress=False
+    )
     assert len(resumed.prompts) == 2 and result.generated == {"zero": 2}
 
 
-def test_a_changed_setting_invalidates_only_what_depends_on_it(split: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_changed_setting_invalidates_only_what_depends_on_it(
+    split: tuple[Path, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     run_eval(config(split, out), base_model=RecordingModel(), progress=False)
     model = RecordingModel()
     result = run_eval(config(split, out, k=1), base_model=model, progress=False)
     assert result.generated == {"zero": 0, "rag": 5, "nearest": 0}
     fresh = RecordingModel()
-    assert run_eval(config(split, out, k=1, fresh=True), base_model=fresh, progress=False).generated["zero"] == 5
+    assert (
+        run_eval(config(split, out, k=1, fresh=True), base_model=fresh, progress=False).generated[
+            "zero"
+        ]
+        == 5
+    )
 
 
 def test_limit_questions_need_golds(split: tuple[Path, Path], tmp_path: Path) -> None:
@@ -155,7 +208,9 @@ def test_limit_questions_need_golds(split: tuple[Path, Path], tmp_path: Path) ->
     golds["golds"] = golds["golds"][1:]
     split[1].write_text(json.dumps(golds))
     with pytest.raises(ValueError, match=r"1 questions have no output \(e.g. \['q0'\]\)"):
-        run_eval(config(split, tmp_path / "run", limit=2), base_model=RecordingModel(), progress=False)
+        run_eval(
+            config(split, tmp_path / "run", limit=2), base_model=RecordingModel(), progress=False
+        )
 
 
 def test_retrievers_rank_the_matching_item_first(split: tuple[Path, Path]) -> None:
@@ -169,7 +224,9 @@ def test_retrievers_rank_the_matching_item_first(split: tuple[Path, Path]) -> No
     assert bm25[4] == []
     # Dense: the store ranks by embeddings; a fake embedding maps equal texts to equal vectors.
     exact = Question(
-        id="x", input=f"{PREFIX}needle x", profile=({"title": "A", "abstract": "hay"}, {"title": "needle", "abstract": "x"})
+        id="x",
+        input=f"{PREFIX}needle x",
+        profile=({"title": "A", "abstract": "hay"}, {"title": "needle", "abstract": "x"}),
     )
     dense = DenseRetriever(spec, lambda: DeterministicFakeEmbedding(size=16))
     assert dense.top_k([exact], 1) == [[1]]  # its corpus text "needle x" is the query itself
@@ -195,13 +252,29 @@ def test_parse_methods() -> None:
         parse_methods("zero,zero")
 
 
-def test_score_cli_matches_the_metric_functions(split: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_score_cli_matches_the_metric_functions(
+    split: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     result = run_eval(config(split, out), base_model=RecordingModel(), progress=False)
     capsys.readouterr()
     for method in ("zero", "rag", "nearest"):
         target = tmp_path / f"{method}.json"
-        assert main(["lamp", "score", "--golds", str(split[1]), "--preds", str(out / f"{method}_outputs.json"), "--json", str(target)]) == 0
+        assert (
+            main(
+                [
+                    "lamp",
+                    "score",
+                    "--golds",
+                    str(split[1]),
+                    "--preds",
+                    str(out / f"{method}_outputs.json"),
+                    "--json",
+                    str(target),
+                ]
+            )
+            == 0
+        )
         printed = capsys.readouterr().out
         scored = json.loads(target.read_text())
         assert scored == {"task": "LaMP_5", "metrics": result.metrics[method]}
@@ -210,12 +283,25 @@ def test_score_cli_matches_the_metric_functions(split: tuple[Path, Path], tmp_pa
         assert scored["metrics"] == evaluate("LaMP_5", preds, read_outputs(split[1]).outputs)
 
 
-def test_score_cli_for_ratings_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_score_cli_for_ratings_and_its_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     golds = tmp_path / "golds.json"
     preds = tmp_path / "preds.json"
-    golds.write_text(json.dumps({"task": "LaMP_3", "golds": [{"id": "a", "output": "4"}, {"id": "b", "output": "2"}]}))
-    preds.write_text(json.dumps({"task": "LaMP_3", "golds": [{"id": "a", "output": "5"}, {"id": "b", "output": "n/a"}]}))
-    assert main(["lamp", "score", "--task", "LaMP_3", "--golds", str(golds), "--preds", str(preds)]) == 0
+    golds.write_text(
+        json.dumps(
+            {"task": "LaMP_3", "golds": [{"id": "a", "output": "4"}, {"id": "b", "output": "2"}]}
+        )
+    )
+    preds.write_text(
+        json.dumps(
+            {"task": "LaMP_3", "golds": [{"id": "a", "output": "5"}, {"id": "b", "output": "n/a"}]}
+        )
+    )
+    assert (
+        main(["lamp", "score", "--task", "LaMP_3", "--golds", str(golds), "--preds", str(preds)])
+        == 0
+    )
     out = capsys.readouterr().out
     # errors 1 and 3 ("n/a" with gold 2 becomes 5): MAE 2, RMSE sqrt(5)
     assert "MAE: 2.0000 (lower is better)" in out and "RMSE: 2.2361" in out
@@ -227,4 +313,18 @@ def test_score_cli_for_ratings_and_its_errors(tmp_path: Path, capsys: pytest.Cap
 def test_validate_cli(split: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lamp", "validate", "--questions", str(split[0]), "--outputs", str(split[1])]) == 0
     assert "ok: 5 LaMP_5 questions" in capsys.readouterr().out
-    assert main(["lamp", "validate", "--task", "LaMP_4", "--questions", str(split[0]), "--outputs", str(split[1])]) == 1
+    assert (
+        main(
+            [
+                "lamp",
+                "validate",
+                "--task",
+                "LaMP_4",
+                "--questions",
+                str(split[0]),
+                "--outputs",
+                str(split[1]),
+            ]
+        )
+        == 1
+    )

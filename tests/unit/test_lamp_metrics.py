@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from langchain_rpo.lamp.metrics import accuracy, evaluate, mae_rmse, macro_f1, rating_value, rouge
+from langchain_rpo.lamp.metrics import accuracy, evaluate, macro_f1, mae_rmse, rating_value, rouge
 from langchain_rpo.lamp.tasks import get_task
 
 
@@ -26,7 +26,9 @@ def test_macro_f1_averages_over_every_label_of_the_set() -> None:
     # c is in neither golds nor predictions: its F1 is 0 and still counts (official labels=...).
     assert macro_f1(["a", "b"], ["a", "b"], ["a", "b", "c"]) == pytest.approx(2 / 3)
     # Three labels, partial: a: TP1 FP1 FN0 -> 2/3; b: TP0 FP0 FN1 -> 0; c: TP1 -> 1.
-    assert macro_f1(["a", "a", "c"], ["a", "b", "c"], ["a", "b", "c"]) == pytest.approx((2 / 3 + 0 + 1) / 3)
+    assert macro_f1(["a", "a", "c"], ["a", "b", "c"], ["a", "b", "c"]) == pytest.approx(
+        (2 / 3 + 0 + 1) / 3
+    )
 
 
 def test_macro_f1_out_of_set_prediction_is_no_false_positive() -> None:
@@ -60,7 +62,10 @@ def test_rouge_by_hand() -> None:
 
 
 def test_rouge_edge_cases() -> None:
-    assert rouge(["The Cat!"], ["the cat"]) == {"rouge-1": 1.0, "rouge-L": 1.0}  # lowercased, no punctuation
+    assert rouge(["The Cat!"], ["the cat"]) == {
+        "rouge-1": 1.0,
+        "rouge-L": 1.0,
+    }  # lowercased, no punctuation
     assert rouge([""], ["the cat"]) == {"rouge-1": 0.0, "rouge-L": 0.0}
     # No stemmer: "cats" does not match "cat".
     assert rouge(["cats"], ["cat"])["rouge-1"] == 0.0
@@ -75,7 +80,10 @@ def test_metric_inputs_are_checked() -> None:
 
 def test_evaluate_dispatches_by_task_and_matches_ids() -> None:
     golds = {"1": "[1]", "2": "[2]"}
-    assert evaluate("LaMP_1", {"2": "[2]", "1": "[2]"}, golds) == {"accuracy": 0.5, "f1": pytest.approx((0 + 2 / 3) / 2)}
+    assert evaluate("LaMP_1", {"2": "[2]", "1": "[2]"}, golds) == {
+        "accuracy": 0.5,
+        "f1": pytest.approx((0 + 2 / 3) / 2),
+    }
     assert evaluate("LaMP_3", {"a": "3"}, {"a": "5"}) == {"MAE": 2.0, "RMSE": 2.0}
     result = evaluate("LaMP_5", {"a": "x y"}, {"a": "x z"})
     assert tuple(result) == get_task("LaMP_5").metrics

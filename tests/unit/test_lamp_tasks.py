@@ -8,7 +8,16 @@ from langchain_rpo.lamp.tasks import MOVIE_TAGS, NEWS_CATEGORIES, TASKS, Unknown
 
 
 def test_registry_has_every_task_with_consistent_metrics() -> None:
-    assert list(TASKS) == ["LaMP_1", "LaMP_2", "LaMP_2N", "LaMP_3", "LaMP_4", "LaMP_5", "LaMP_6", "LaMP_7"]
+    assert list(TASKS) == [
+        "LaMP_1",
+        "LaMP_2",
+        "LaMP_2N",
+        "LaMP_3",
+        "LaMP_4",
+        "LaMP_5",
+        "LaMP_6",
+        "LaMP_7",
+    ]
     for spec in TASKS.values():
         expected = {
             "classification": ("accuracy", "f1"),
@@ -42,7 +51,12 @@ def test_query_text_follows_the_official_markers() -> None:
     assert get_task("LaMP_2").query_text("tags: [a, b] description: A heist.") == "A heist."
     assert get_task("LaMP_2N").query_text("categories: [x] article: Storm hits.") == "Storm hits."
     assert get_task("LaMP_3").query_text("1 to 5? review: Great pan.") == "Great pan."
-    assert get_task("LaMP_5").query_text("Generate a title for the following abstract of a paper: Abs.") == "Abs."
+    assert (
+        get_task("LaMP_5").query_text(
+            "Generate a title for the following abstract of a paper: Abs."
+        )
+        == "Abs."
+    )
     assert get_task("LaMP_7").query_text("Paraphrase the following tweet: hi there") == "hi there"
     assert get_task("LaMP_4").query_text("no marker here") == "no marker here"
 
@@ -69,7 +83,9 @@ def test_rag_prompts_use_lamp_item_templates() -> None:
     assert lamp3 == '2 is the score for "meh" . review: ok'
     lamp7 = get_task("LaMP_7").rag_prompt("Paraphrase: x", [{"text": "t1"}])
     assert lamp7 == '"t1"  are written by a person. Following the given patterns Paraphrase: x'
-    lamp1 = get_task("LaMP_1").rag_prompt('with the title "Own", which', [{"title": "P", "abstract": ""}])
+    lamp1 = get_task("LaMP_1").rag_prompt(
+        'with the title "Own", which', [{"title": "P", "abstract": ""}]
+    )
     assert lamp1 == 'with the title, and "P" "Own", which'
 
 
