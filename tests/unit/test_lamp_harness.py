@@ -1,4 +1,4 @@
-"""``rpo eval`` with LangChain's fake chat models: outputs, caching/resume, retrieval, scoring."""
+"""``rpo eval`` with LangChain's fake chat models: outputs, resume, retrieval, RPO, scoring."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class RecordingModel(FakeListChatModel):
 
 
 def make_split(folder: Path, n: int = 5) -> tuple[Path, Path]:
-    """A LaMP-5 split: question i is about TOPICS[i]; its profile holds one matching item and others."""
+    """A LaMP-5 split: question i is about TOPICS[i]; its profile holds the matching item."""
     questions, golds = [], []
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)]
@@ -328,3 +328,55 @@ def test_validate_cli(split: tuple[Path, Path], capsys: pytest.CaptureFixture[st
         )
         == 1
     )
+
+
+# --------------------------------------------------------------------------- rpo, rpo-base
+
+
+def test_rpo_personalizes_the_shared_drafts(split: tuple[Path, Path], tmp_path: Path) -> None:
+    pytest.importorskip("langchain_rpo.rewriter")
+    out = tmp_path / "run"
+    base = RecordingModel()
+    reflection = FakeListChatModel(
+        responses=[
+            "<preferences>short</preferences><gaps>long</gaps>"
+            "<rewrite>Title: Improving wheels</rewrite>"
+        ]
+    )
+    result = run_eval(
+        config(split, out, methods=("zero", "rpo")),
+        base_model=base,
+        reflection=reflection,
+        embeddings=DeterministicFakeEmbedding(size=16),
+        progress=False,
+    )
+    # The base model answered each question once: rpo reused zero's drafts.
+    assert len(base.prompts) == 5
+    assert len((out / "cache" / "drafts.jsonl").read_text().splitlines()) == 5
+    rpo = read_outputs(out / "rpo_outputs.json").outputs
+    # Users with history get the rewrite (mapped by parse_answer); the one without keeps the draft.
+    assert rpo["q0"] == "Improving wheels" and rpo["q1"] == "Improving wheels"
+    assert rpo["q4"] == read_outputs(out / "zero_outputs.json").outputs["q4"]
+    records = [json.loads(line) for line in (out / "cache" / "rpo.jsonl").read_text().splitlines()]
+    assert records[1]["info"]["draft"] == 'Title: "Improving generators"'
+    assert 0 < result.diagnostics["rpo"]["rewritten_fraction"] < 1
+
+
+def test_rpo_and_rpo_base_with_the_same_reflection_model_run_once(
+    split: tuple[Path, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("langchain_rpo.rewriter")
+    out = tmp_path / "run"
+    reflection = RecordingModel()  # no trajectory: every answer falls back to the draft
+    result = run_eval(
+        # A named reflection model has no bundled adapter: rpo is rpo-base.
+        config(split, out, methods=("rpo", "rpo-base"), reflection_model="same-model"),
+        base_model=RecordingModel(),
+        reflection_base=reflection,
+        embeddings=DeterministicFakeEmbedding(size=16),
+        progress=False,
+    )
+    assert result.generated == {"rpo": 5, "rpo-base": 0}
+    assert len(reflection.prompts) == 4  # q4 has no history: no reflection call
+    assert result.metrics["rpo"] == result.metrics["rpo-base"]
+    assert "no adapter found" in result.table
