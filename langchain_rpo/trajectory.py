@@ -33,6 +33,7 @@ __all__ = [
     "try_parse",
     "escape",
     "unescape",
+    "RewriteStreamExtractor",
 ]
 
 FIELDS: tuple[str, str, str] = ("preferences", "gaps", "rewrite")
@@ -164,3 +165,78 @@ def try_parse(text: str) -> tuple[Trajectory | None, ParseFailure | None]:
         return parse(text), None
     except TrajectoryParseError as err:
         return None, err.reason
+
+
+class RewriteStreamExtractor:
+    """Pick the rewrite's text out of a streamed trajectory, as it arrives.
+
+    Feed the model's output piece by piece; :meth:`feed` returns the part of the (first)
+    ``<rewrite>`` block that is now certain, unescaped and with the surrounding whitespace that
+    :func:`parse` strips held back, so the concatenated pieces equal ``parse(text).rewrite`` for
+    any output whose first complete rewrite block is also its last.
+
+    >>> extractor = RewriteStreamExtractor()
+    >>> pieces = ["<prefer", "ences>x</preferences><rew", "rite> PEP &amp;", " 8 </rewr", "ite>"]
+    >>> "".join(extractor.feed(p) for p in pieces) + extractor.flush()
+    'PEP & 8'
+    >>> extractor.closed
+    True
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._state = "before"  # before -> inside -> closed
+        self._started = False  # has any non-space rewrite text been emitted?
+
+    @property
+    def opened(self) -> bool:
+        """Whether the ``<rewrite>`` tag has been seen."""
+        return self._state != "before"
+
+    @property
+    def closed(self) -> bool:
+        """Whether the ``</rewrite>`` tag has been seen (the rewrite is complete)."""
+        return self._state == "closed"
+
+    def feed(self, piece: str) -> str:
+        """Add a piece of model output; return the rewrite text it makes certain."""
+        if self._state == "closed":
+            return ""
+        self._buffer += piece
+        if self._state == "before":
+            start = self._buffer.find(REWRITE_OPEN)
+            if start < 0:
+                # Keep a tail that could be the start of a split opening tag.
+                self._buffer = self._buffer[-(len(REWRITE_OPEN) - 1) :]
+                return ""
+            self._buffer = self._buffer[start + len(REWRITE_OPEN) :]
+            self._state = "inside"
+        end = self._buffer.find(REWRITE_CLOSE)
+        if end >= 0:
+            ready, self._buffer, self._state = self._buffer[:end].rstrip(), "", "closed"
+            return self._emit(ready)
+        # Hold back what could still be a split closing tag, a split entity or trailing space.
+        safe = len(self._buffer)
+        for cut in range(1, len(REWRITE_CLOSE)):
+            if self._buffer.endswith(REWRITE_CLOSE[:cut]):
+                safe = len(self._buffer) - cut
+        amp = self._buffer.rfind("&", 0, safe)
+        if amp >= 0 and ";" not in self._buffer[amp:safe]:
+            safe = amp
+        ready = self._buffer[:safe]
+        stripped = ready.rstrip()
+        self._buffer = ready[len(stripped) :] + self._buffer[safe:]
+        return self._emit(stripped)
+
+    def flush(self) -> str:
+        """Return what is held back once the output has ended (an unclosed block's tail)."""
+        if self._state != "inside":
+            return ""
+        ready, self._buffer = self._buffer.rstrip(), ""
+        return self._emit(ready)
+
+    def _emit(self, text: str) -> str:
+        if not self._started:
+            text = text.lstrip()
+            self._started = bool(text)
+        return unescape(text)
