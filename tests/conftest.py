@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny in-process models, real FAISS stores, no network (pytest-socket)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Two torch processes with a thread per core each slow each other down twenty-fold here; one
+# thread keeps the tiny models fast and the suite's timing stable on 2-core machines.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+from tiny_models import make_model, make_tokenizer, teach  # noqa: E402
+
+from langchain_rpo.prompts import build_reflection_messages  # noqa: E402
+from langchain_rpo.trajectory import Trajectory, render  # noqa: E402
+
+TAUGHT_TRAJECTORY = Trajectory(
+    rewrite="Rust 1.76 released", preferences="short titles", gaps="too long"
+)
+
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer trained in-process, with a ChatML chat template."""
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def taught_model(tiny_tokenizer):
+    """A 2-layer Llama overfit to answer any reflection prompt with TAUGHT_TRAJECTORY."""
+    model = make_model(tiny_tokenizer)
+    conversations = [
+        build_reflection_messages(draft, items, query)
+        for draft, items, query in [
+            ("A draft answer.", ["Rust 1.75 released"], "What is new?"),
+            ("Another draft", [], None),
+            ("x", ["a", "b", "c"], "q"),
+            ("The quick brown fox", ["PEP 8"], None),
+        ]
+    ]
+    return teach(model, tiny_tokenizer, conversations, render(TAUGHT_TRAJECTORY), steps=80)
+
+
+@pytest.fixture()
+def taught_reflection(taught_model, tiny_tokenizer):
+    """A ReflectionModel whose outputs are well-formed trajectories (greedy, deterministic)."""
+    from langchain_rpo.reflection import ReflectionModel
+
+    return ReflectionModel.from_model(taught_model, tiny_tokenizer, max_new_tokens=40)
+
+
+@pytest.fixture()
+def random_reflection(tiny_tokenizer):
+    """A ReflectionModel with random weights: its outputs are never usable trajectories."""
+    from langchain_rpo.reflection import ReflectionModel
+
+    return ReflectionModel.from_model(make_model(tiny_tokenizer, seed=1), tiny_tokenizer, max_new_tokens=12)
+
+
+@pytest.fixture(scope="session")
+def pep_dir() -> Path:
+    """The real LaMP-format PEP titles set that ships with the package."""
+    from langchain_rpo.data import pep_titles_dir
+
+    return pep_titles_dir()
