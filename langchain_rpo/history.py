@@ -236,6 +236,59 @@ class UserHistoryStore:
             ValueError: On an invalid user id, mismatched lengths, duplicate ids, metadata that
                 JSON cannot store, or vectors whose width differs from the store's.
         """
+        user_id, texts, metas, item_ids = self._checked_items(user_id, texts, metadatas, ids)
+        if not texts:
+            return []
+        vectors = self._embed_documents(texts)  # outside the lock: the slow part
+        self._insert(user_id, texts, metas, item_ids, vectors)
+        return item_ids
+
+    def add_embeddings(
+        self,
+        user_id: str,
+        texts: Sequence[str],
+        embeddings: Sequence[Sequence[float]] | np.ndarray,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Add texts whose vectors were computed elsewhere (same model as the store's).
+
+        Like :meth:`add_texts`, without calling the embeddings model: for vectors computed in
+        bulk beforehand (on a GPU, by a batch job, or carried over from another store). The
+        vectors are L2-normalised here, as :meth:`add_texts` does.
+
+        Args:
+            user_id: The user.
+            texts: The texts.
+            embeddings: One vector per text (a 2-D array or a list of lists).
+            metadatas: One JSON-serialisable dict per text (optional).
+            ids: One unique string id per text (optional; uuid4 hex by default).
+
+        Returns:
+            The ids of the added items, in order.
+
+        Raises:
+            ValueError: As :meth:`add_texts`, and when the number of vectors differs from the
+                number of texts.
+        """
+        user_id, texts, metas, item_ids = self._checked_items(user_id, texts, metadatas, ids)
+        vectors = _normalised(embeddings, self._dim) if len(embeddings) else None
+        count = 0 if vectors is None else vectors.shape[0]
+        if count != len(texts):
+            raise ValueError(f"Got {len(texts)} texts but {count} embeddings; pass one per text.")
+        if not texts:
+            return []
+        self._insert(user_id, texts, metas, item_ids, vectors)
+        return item_ids
+
+    @staticmethod
+    def _checked_items(
+        user_id: str,
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]] | None,
+        ids: Sequence[str] | None,
+    ) -> tuple[str, list[str], list[dict[str, Any]], list[str]]:
+        """Validate an add call's arguments; return them as lists, ids generated when absent."""
         user_id = _check_user_id(user_id)
         texts = _check_str_sequence(texts, "texts")
         n = len(texts)
@@ -273,10 +326,18 @@ class UserHistoryStore:
                 f"metadatas must be JSON-serialisable (str keys; str, number, bool, None, list, "
                 f"dict values): {exc}"
             ) from exc
-        if n == 0:
-            return []
+        return user_id, texts, metas, item_ids
 
-        vectors = self._embed_documents(texts)  # outside the lock: the slow part
+    def _insert(
+        self,
+        user_id: str,
+        texts: list[str],
+        metas: list[dict[str, Any]],
+        item_ids: list[str],
+        vectors: np.ndarray,
+    ) -> None:
+        """Add checked items with their normalised vectors to a user's index, under the lock."""
+        n = len(texts)
         with self._lock:
             if self._dim is None:
                 self._dim = int(vectors.shape[1])
@@ -300,7 +361,6 @@ class UserHistoryStore:
                 user.docs[item_id] = {"page_content": text, "metadata": meta}
                 user.str_to_int[item_id] = int_id
                 user.int_to_str[int_id] = item_id
-        return item_ids
 
     def add_documents(self, user_id: str, docs: Sequence[Document]) -> list[str]:
         """Add documents to a user's history (``doc.id`` is used when set).
