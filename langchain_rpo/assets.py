@@ -21,14 +21,14 @@ import tempfile
 from pathlib import Path
 
 __all__ = [
-    "EMBEDDING_HUB_NAME",
     "CHAT_MODEL_HUB_NAME",
-    "cache_dir",
-    "default_embedding_model",
-    "default_chat_model",
-    "smollm2_gguf_path",
-    "convert_gguf_to_hf",
+    "EMBEDDING_HUB_NAME",
     "bundled_adapter_path",
+    "cache_dir",
+    "convert_gguf_to_hf",
+    "default_chat_model",
+    "default_embedding_model",
+    "smollm2_gguf_path",
 ]
 
 logger = logging.getLogger(__name__)

@@ -172,8 +172,10 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    # The demo owns its options: it receives the parsed namespace (extend this parser for them).
-    p = sub.add_parser("demo", help="the quickstart demo, offline")
+    from langchain_rpo import demo  # light: the demo imports its models inside main()
+
+    p = sub.add_parser("demo", help="the quickstart demo, offline", description=demo.__doc__)
+    demo.add_arguments(p)
     p.set_defaults(func=_run_demo)
 
 

@@ -70,4 +70,7 @@ def build_reflection_messages(
     if query:
         parts.append(f"Request:\n{truncate(query, max_query_chars)}")
     parts.append(f"Draft answer:\n{' '.join(draft.split())}")
-    return [SystemMessage(content=REFLECTION_SYSTEM_PROMPT), HumanMessage(content="\n\n".join(parts))]
+    return [
+        SystemMessage(content=REFLECTION_SYSTEM_PROMPT),
+        HumanMessage(content="\n\n".join(parts)),
+    ]

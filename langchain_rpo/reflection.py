@@ -293,7 +293,10 @@ class ReflectionModel(BaseChatModel):
         return {"generation_config": config, "tokenizer": tok}
 
     def generate_texts(
-        self, batch: Sequence[Sequence[BaseMessage]], stop: Sequence[str] | None = None, **kwargs: Any
+        self,
+        batch: Sequence[Sequence[BaseMessage]],
+        stop: Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> list[AIMessage]:
         """Generate one answer per message list, in padded batches of ``batch_size``.
 

@@ -38,7 +38,7 @@ from langchain_rpo.prompts import build_reflection_messages
 from langchain_rpo.retriever import HistoryRetriever
 from langchain_rpo.trajectory import RewriteStreamExtractor, try_parse
 
-__all__ = ["RPORewriter", "FallbackReason", "RPO_METADATA_KEY"]
+__all__ = ["RPO_METADATA_KEY", "FallbackReason", "RPORewriter"]
 
 RPO_METADATA_KEY = "rpo"
 
@@ -169,7 +169,11 @@ class RPORewriter(RunnableSerializable[Any, Any]):
                     "A dict input to RPORewriter needs a 'draft' key (and optionally 'query' and "
                     f"'recall_query'); got keys {sorted(value)}."
                 )
-            query, recall_query, value = value.get("query"), value.get("recall_query"), value["draft"]
+            query, recall_query, value = (
+                value.get("query"),
+                value.get("recall_query"),
+                value["draft"],
+            )
         if isinstance(value, BaseMessage):
             draft, mirror, message = str(value.text), "message", value
         elif isinstance(value, str):
@@ -235,77 +239,65 @@ class RPORewriter(RunnableSerializable[Any, Any]):
     def _retriever(self) -> HistoryRetriever:
         return HistoryRetriever(store=self.history, k=self.k)
 
-    def _needs_recall(self, job: _Job) -> bool:
-        if self.history.count(job.user_id) == 0:
-            job.reason = FallbackReason.NO_HISTORY
-            return False
-        return self.k > 0
-
     @staticmethod
-    def _child(config: RunnableConfig, run_manager: Any, tag: str) -> RunnableConfig:
-        return patch_config(config, callbacks=run_manager.get_child(tag))
+    def _children(
+        configs: list[RunnableConfig], run_managers: list[Any], tag: str, rows: list[int]
+    ) -> list[RunnableConfig]:
+        """Child configs (callbacks tagged with the step) for the given rows."""
+        return [patch_config(configs[i], callbacks=run_managers[i].get_child(tag)) for i in rows]
 
-    # ------------------------------------------------------------------ sync
+    # ------------------------------------------------------------------ pipeline steps
+    # Each step is split into a pure "plan" and a pure "take", so the sync and async paths
+    # differ only in how they call the draft model, the retriever and the reflection model.
 
-    def _jobs(
-        self,
-        inputs: list[Any],
-        configs: list[RunnableConfig],
-        run_managers: list[CallbackManagerForChainRun],
+    def _make_jobs(
+        self, inputs: list[Any], drafts: list[Any] | None, configs: list[RunnableConfig]
     ) -> list[_Job]:
+        """Read each input (post-hoc) or each model input and its draft (wrapping)."""
         user_ids = [self._user_id(cfg) for cfg in configs]
-        if self.llm is None:
+        if drafts is None:
             jobs = [self._post_hoc_job(value) for value in inputs]
         else:
-            drafts = self.llm.batch(
-                inputs,
-                [self._child(c, rm, "rpo:draft") for c, rm in zip(configs, run_managers, strict=True)],
-            )
             jobs = [self._wrapped_job(i, d) for i, d in zip(inputs, drafts, strict=True)]
         for job, user_id in zip(jobs, user_ids, strict=True):
             job.user_id = user_id
         return jobs
 
-    def _recall(
-        self, jobs: list[_Job], configs: list[RunnableConfig], run_managers: list[Any]
-    ) -> None:
-        rows = [i for i, job in enumerate(jobs) if self._needs_recall(job)]
-        if not rows:
-            return
-        try:
-            found = self._retriever().batch(
-                [jobs[i].recall_query for i in rows],
-                [self._child(configs[i], run_managers[i], "rpo:recall") for i in rows],
-            )
-        except Exception as err:  # the draft is still a good answer
-            for i in rows:
-                jobs[i].reason = f"{FallbackReason.RECALL_ERROR}: {type(err).__name__}: {err}"
-            return
-        for i, docs in zip(rows, found, strict=True):
-            jobs[i].docs = list(docs)
-
-    def _reflect(
-        self, jobs: list[_Job], configs: list[RunnableConfig], run_managers: list[Any]
-    ) -> list[str | None]:
-        raws: list[str | None] = [None] * len(jobs)
-        rows = [i for i, job in enumerate(jobs) if job.reason is None]
-        if not rows:
-            return raws
-        outputs = self.reflection.batch(
-            [self._reflection_input(jobs[i]) for i in rows],
-            [self._child(configs[i], run_managers[i], "rpo:reflect") for i in rows],
-            return_exceptions=True,
-        )
-        for i, out in zip(rows, outputs, strict=True):
-            self._take_reflection(jobs[i], out, raws, i)
-        return raws
+    def _recall_rows(self, jobs: list[_Job]) -> list[int]:
+        """Rows that need a recall; users without history fall back to their draft here."""
+        rows = []
+        for i, job in enumerate(jobs):
+            if self.history.count(job.user_id) == 0:
+                job.reason = FallbackReason.NO_HISTORY
+            elif self.k > 0:
+                rows.append(i)
+        return rows
 
     @staticmethod
-    def _take_reflection(job: _Job, out: Any, raws: list[str | None], i: int) -> None:
-        if isinstance(out, Exception):
-            job.reason = f"{FallbackReason.REFLECTION_ERROR}: {type(out).__name__}: {out}"
-        else:
-            raws[i] = _text_of(out)
+    def _take_recall(jobs: list[_Job], rows: list[int], found: list[Any] | Exception) -> None:
+        for i, docs in zip(rows, found if isinstance(found, list) else [found] * len(rows)):
+            if isinstance(docs, Exception):  # the draft is still a good answer
+                jobs[i].reason = f"{FallbackReason.RECALL_ERROR}: {type(docs).__name__}: {docs}"
+            else:
+                jobs[i].docs = list(docs)
+
+    @staticmethod
+    def _reflect_rows(jobs: list[_Job]) -> list[int]:
+        return [i for i, job in enumerate(jobs) if job.reason is None]
+
+    @staticmethod
+    def _take_reflection(
+        jobs: list[_Job], rows: list[int], outputs: list[Any] | Exception
+    ) -> list[str | None]:
+        raws: list[str | None] = [None] * len(jobs)
+        for i, out in zip(rows, outputs if isinstance(outputs, list) else [outputs] * len(rows)):
+            if isinstance(out, Exception):
+                jobs[i].reason = f"{FallbackReason.REFLECTION_ERROR}: {type(out).__name__}: {out}"
+            else:
+                raws[i] = _text_of(out)
+        return raws
+
+    # ------------------------------------------------------------------ sync
 
     def _run_batch(
         self,
@@ -314,10 +306,34 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         config: list[RunnableConfig],
     ) -> list[Any]:
         # LangChain passes these by name (run_manager=, config=): one per input.
-        run_managers, configs = run_manager, config
-        jobs = self._jobs(inputs, configs, run_managers)
-        self._recall(jobs, configs, run_managers)
-        raws = self._reflect(jobs, configs, run_managers)
+        rms, cfgs, every = run_manager, config, list(range(len(inputs)))
+        drafts = None
+        if self.llm is not None:
+            drafts = self.llm.batch(inputs, self._children(cfgs, rms, "rpo:draft", every))
+        jobs = self._make_jobs(inputs, drafts, cfgs)
+        rows = self._recall_rows(jobs)
+        if rows:
+            try:
+                found: list[Any] | Exception = self._retriever().batch(
+                    [jobs[i].recall_query for i in rows],
+                    self._children(cfgs, rms, "rpo:recall", rows),
+                    return_exceptions=True,
+                )
+            except Exception as err:
+                found = err
+            self._take_recall(jobs, rows, found)
+        rows = self._reflect_rows(jobs)
+        outputs: list[Any] | Exception = []
+        if rows:
+            try:
+                outputs = self.reflection.batch(
+                    [self._reflection_input(jobs[i]) for i in rows],
+                    self._children(cfgs, rms, "rpo:reflect", rows),
+                    return_exceptions=True,
+                )
+            except Exception as err:  # a model whose batch ignores return_exceptions
+                outputs = err
+        raws = self._take_reflection(jobs, rows, outputs)
         return [self._finish(job, raw) for job, raw in zip(jobs, raws, strict=True)]
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -345,67 +361,43 @@ class RPORewriter(RunnableSerializable[Any, Any]):
 
     # ------------------------------------------------------------------ async
 
-    async def _ajobs(
-        self,
-        inputs: list[Any],
-        configs: list[RunnableConfig],
-        run_managers: list[AsyncCallbackManagerForChainRun],
-    ) -> list[_Job]:
-        user_ids = [self._user_id(cfg) for cfg in configs]
-        if self.llm is None:
-            jobs = [self._post_hoc_job(value) for value in inputs]
-        else:
-            drafts = await self.llm.abatch(
-                inputs,
-                [self._child(c, rm, "rpo:draft") for c, rm in zip(configs, run_managers, strict=True)],
-            )
-            jobs = [self._wrapped_job(i, d) for i, d in zip(inputs, drafts, strict=True)]
-        for job, user_id in zip(jobs, user_ids, strict=True):
-            job.user_id = user_id
-        return jobs
-
-    async def _arecall(
-        self, jobs: list[_Job], configs: list[RunnableConfig], run_managers: list[Any]
-    ) -> None:
-        rows = [i for i, job in enumerate(jobs) if self._needs_recall(job)]
-        if not rows:
-            return
-        try:
-            found = await self._retriever().abatch(
-                [jobs[i].recall_query for i in rows],
-                [self._child(configs[i], run_managers[i], "rpo:recall") for i in rows],
-            )
-        except Exception as err:
-            for i in rows:
-                jobs[i].reason = f"{FallbackReason.RECALL_ERROR}: {type(err).__name__}: {err}"
-            return
-        for i, docs in zip(rows, found, strict=True):
-            jobs[i].docs = list(docs)
-
     async def _arun_batch(
         self,
         inputs: list[Any],
         run_manager: list[AsyncCallbackManagerForChainRun],
         config: list[RunnableConfig],
     ) -> list[Any]:
-        run_managers, configs = run_manager, config
-        jobs = await self._ajobs(inputs, configs, run_managers)
-        await self._arecall(jobs, configs, run_managers)
-        raws: list[str | None] = [None] * len(jobs)
-        rows = [i for i, job in enumerate(jobs) if job.reason is None]
+        rms, cfgs, every = run_manager, config, list(range(len(inputs)))
+        drafts = None
+        if self.llm is not None:
+            drafts = await self.llm.abatch(inputs, self._children(cfgs, rms, "rpo:draft", every))
+        jobs = self._make_jobs(inputs, drafts, cfgs)
+        rows = self._recall_rows(jobs)
         if rows:
-            outputs = await self.reflection.abatch(
-                [self._reflection_input(jobs[i]) for i in rows],
-                [self._child(configs[i], run_managers[i], "rpo:reflect") for i in rows],
-                return_exceptions=True,
-            )
-            for i, out in zip(rows, outputs, strict=True):
-                self._take_reflection(jobs[i], out, raws, i)
+            try:
+                found: list[Any] | Exception = await self._retriever().abatch(
+                    [jobs[i].recall_query for i in rows],
+                    self._children(cfgs, rms, "rpo:recall", rows),
+                    return_exceptions=True,
+                )
+            except Exception as err:
+                found = err
+            self._take_recall(jobs, rows, found)
+        rows = self._reflect_rows(jobs)
+        outputs: list[Any] | Exception = []
+        if rows:
+            try:
+                outputs = await self.reflection.abatch(
+                    [self._reflection_input(jobs[i]) for i in rows],
+                    self._children(cfgs, rms, "rpo:reflect", rows),
+                    return_exceptions=True,
+                )
+            except Exception as err:  # a model whose abatch ignores return_exceptions
+                outputs = err
+        raws = self._take_reflection(jobs, rows, outputs)
         return [self._finish(job, raw) for job, raw in zip(jobs, raws, strict=True)]
 
-    async def ainvoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async twin of :meth:`invoke`."""
         return (await self.abatch([input], config, **kwargs))[0]
 
@@ -436,38 +428,6 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         except TypeError:
             return chunk
 
-    def _stream_chunk(self, job: _Job, text: str, meta: dict | None = None) -> Any:
-        if job.mirror == "str":
-            return text
-        if meta is None:
-            return AIMessageChunk(content=text)
-        return self._message(job, text, meta, cls=AIMessageChunk)
-
-    def _stream_prelude(
-        self, value: Any, run_manager: Any, config: RunnableConfig
-    ) -> tuple[_Job, list[BaseMessage] | None]:
-        """Draft and recall for one streamed input; the reflection prompt, or None to fall back."""
-        if self.llm is None:
-            job = self._post_hoc_job(value)
-            job.user_id = self._user_id(config)
-        else:
-            (job,) = self._jobs([value], [config], [run_manager])
-        self._recall([job], [config], [run_manager])
-        return job, (self._reflection_input(job) if job.reason is None else None)
-
-    def _stream_epilogue(
-        self, job: _Job, raw: str | None, extractor: RewriteStreamExtractor, emitted: bool
-    ) -> Any:
-        """The closing chunk: the draft when nothing was streamed, and the metadata."""
-        answer = self._finish(job, raw)
-        text = "" if emitted else (answer if isinstance(answer, str) else str(answer.content))
-        if job.mirror == "str":
-            return text or None
-        meta = answer.response_metadata[RPO_METADATA_KEY]
-        if emitted and not extractor.closed:
-            meta["stream_note"] = "the streamed rewrite was cut off before </rewrite>"
-        return self._stream_chunk(job, text, meta)
-
     def _transform(
         self,
         inputs: Iterator[Any],
@@ -477,29 +437,36 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         value = None
         for chunk in inputs:
             value = self._aggregate(value, chunk)
-        job, messages = self._stream_prelude(value, run_manager, config)
-        raw, emitted, extractor = None, False, RewriteStreamExtractor()
-        if messages is not None:
-            pieces: list[str] = []
+        # Draft and recall are whole steps: only the reflection streams.
+        drafts = None
+        if self.llm is not None:
+            drafts = [
+                self.llm.invoke(value, self._children([config], [run_manager], "rpo:draft", [0])[0])
+            ]
+        (job,) = self._make_jobs([value], drafts, [config])
+        if self._recall_rows([job]):
+            try:
+                found: list[Any] | Exception = [
+                    self._retriever().invoke(
+                        job.recall_query,
+                        self._children([config], [run_manager], "rpo:recall", [0])[0],
+                    )
+                ]
+            except Exception as err:
+                found = err
+            self._take_recall([job], [0], found)
+        stream = _RewriteStream(self, job)
+        if job.reason is None:
             try:
                 for out in self.reflection.stream(
-                    messages, self._child(config, run_manager, "rpo:reflect")
+                    self._reflection_input(job),
+                    self._children([config], [run_manager], "rpo:reflect", [0])[0],
                 ):
-                    pieces.append(_text_of(out))
-                    text = extractor.feed(pieces[-1])
-                    if text:
-                        emitted = True
-                        yield self._stream_chunk(job, text)
-                tail = extractor.flush()
-                if tail:
-                    emitted = True
-                    yield self._stream_chunk(job, tail)
-                raw = "".join(pieces)
+                    yield from stream.feed(out)
+                yield from stream.end()
             except Exception as err:
-                job.reason = f"{FallbackReason.REFLECTION_ERROR}: {type(err).__name__}: {err}"
-        last = self._stream_epilogue(job, raw, extractor, emitted)
-        if last is not None:
-            yield last
+                stream.fail(err)
+        yield from stream.close()
 
     async def _atransform(
         self,
@@ -510,34 +477,40 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         value = None
         async for chunk in inputs:
             value = self._aggregate(value, chunk)
-        if self.llm is None:
-            job = self._post_hoc_job(value)
-            job.user_id = self._user_id(config)
-        else:
-            (job,) = await self._ajobs([value], [config], [run_manager])
-        await self._arecall([job], [config], [run_manager])
-        raw, emitted, extractor = None, False, RewriteStreamExtractor()
+        drafts = None
+        if self.llm is not None:
+            drafts = [
+                await self.llm.ainvoke(
+                    value, self._children([config], [run_manager], "rpo:draft", [0])[0]
+                )
+            ]
+        (job,) = self._make_jobs([value], drafts, [config])
+        if self._recall_rows([job]):
+            try:
+                found: list[Any] | Exception = [
+                    await self._retriever().ainvoke(
+                        job.recall_query,
+                        self._children([config], [run_manager], "rpo:recall", [0])[0],
+                    )
+                ]
+            except Exception as err:
+                found = err
+            self._take_recall([job], [0], found)
+        stream = _RewriteStream(self, job)
         if job.reason is None:
-            pieces: list[str] = []
             try:
                 async for out in self.reflection.astream(
-                    self._reflection_input(job), self._child(config, run_manager, "rpo:reflect")
+                    self._reflection_input(job),
+                    self._children([config], [run_manager], "rpo:reflect", [0])[0],
                 ):
-                    pieces.append(_text_of(out))
-                    text = extractor.feed(pieces[-1])
-                    if text:
-                        emitted = True
-                        yield self._stream_chunk(job, text)
-                tail = extractor.flush()
-                if tail:
-                    emitted = True
-                    yield self._stream_chunk(job, tail)
-                raw = "".join(pieces)
+                    for chunk in stream.feed(out):
+                        yield chunk
+                for chunk in stream.end():
+                    yield chunk
             except Exception as err:
-                job.reason = f"{FallbackReason.REFLECTION_ERROR}: {type(err).__name__}: {err}"
-        last = self._stream_epilogue(job, raw, extractor, emitted)
-        if last is not None:
-            yield last
+                stream.fail(err)
+        for chunk in stream.close():
+            yield chunk
 
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
@@ -570,3 +543,56 @@ class RPORewriter(RunnableSerializable[Any, Any]):
 
         async for chunk in self.atransform(once(), config, **kwargs):
             yield chunk
+
+
+class _RewriteStream:
+    """The streamed side of one rewrite: rewrite text as it comes, then the closing chunk."""
+
+    def __init__(self, rewriter: RPORewriter, job: _Job) -> None:
+        self._rewriter = rewriter
+        self._job = job
+        self._pieces: list[str] = []
+        self._extractor = RewriteStreamExtractor()
+        self._emitted = False
+
+    def _chunk(self, text: str, meta: dict | None = None) -> Any:
+        if self._job.mirror == "str":
+            return text
+        if meta is None:
+            return AIMessageChunk(content=text)
+        return self._rewriter._message(self._job, text, meta, cls=AIMessageChunk)
+
+    def _out(self, text: str) -> list[Any]:
+        if not text:
+            return []
+        self._emitted = True
+        return [self._chunk(text)]
+
+    def feed(self, out: Any) -> list[Any]:
+        """Take one chunk of reflection output; return the rewrite chunks it makes certain."""
+        self._pieces.append(_text_of(out))
+        return self._out(self._extractor.feed(self._pieces[-1]))
+
+    def end(self) -> list[Any]:
+        """The reflection output is complete: release what was held back."""
+        return self._out(self._extractor.flush())
+
+    def fail(self, err: Exception) -> None:
+        """The reflection model failed mid-stream."""
+        self._job.reason = f"{FallbackReason.REFLECTION_ERROR}: {type(err).__name__}: {err}"
+
+    def close(self) -> list[Any]:
+        """The closing chunk: the draft when nothing was streamed, and the metadata."""
+        job = self._job
+        raw = "".join(self._pieces) if job.reason is None else None
+        answer = self._rewriter._finish(job, raw)
+        if self._emitted:
+            text = ""
+        else:
+            text = answer if isinstance(answer, str) else str(answer.content)
+        if job.mirror == "str":
+            return [text] if text else []
+        meta = answer.response_metadata[RPO_METADATA_KEY]
+        if self._emitted and not self._extractor.closed:
+            meta["stream_note"] = "the streamed rewrite was cut off before </rewrite>"
+        return [self._chunk(text, meta)]

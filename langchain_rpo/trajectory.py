@@ -23,17 +23,17 @@ from enum import Enum
 
 __all__ = [
     "FIELDS",
-    "REWRITE_OPEN",
     "REWRITE_CLOSE",
-    "Trajectory",
+    "REWRITE_OPEN",
     "ParseFailure",
-    "TrajectoryParseError",
-    "render",
-    "parse",
-    "try_parse",
-    "escape",
-    "unescape",
     "RewriteStreamExtractor",
+    "Trajectory",
+    "TrajectoryParseError",
+    "escape",
+    "parse",
+    "render",
+    "try_parse",
+    "unescape",
 ]
 
 FIELDS: tuple[str, str, str] = ("preferences", "gaps", "rewrite")

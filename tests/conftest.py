@@ -13,19 +13,18 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-import torch  # noqa: E402
+import torch
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-from tiny_models import make_model, make_tokenizer, teach  # noqa: E402
+from tiny_models import make_model, make_tokenizer, teach
 
-from langchain_rpo.prompts import build_reflection_messages  # noqa: E402
-from langchain_rpo.trajectory import Trajectory, render  # noqa: E402
+from langchain_rpo.prompts import build_reflection_messages
+from langchain_rpo.trajectory import Trajectory, render
 
 TAUGHT_TRAJECTORY = Trajectory(
     rewrite="Rust 1.76 released", preferences="short titles", gaps="too long"
 )
-
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +62,9 @@ def random_reflection(tiny_tokenizer):
     """A ReflectionModel with random weights: its outputs are never usable trajectories."""
     from langchain_rpo.reflection import ReflectionModel
 
-    return ReflectionModel.from_model(make_model(tiny_tokenizer, seed=1), tiny_tokenizer, max_new_tokens=12)
+    return ReflectionModel.from_model(
+        make_model(tiny_tokenizer, seed=1), tiny_tokenizer, max_new_tokens=12
+    )
 
 
 @pytest.fixture(scope="session")
