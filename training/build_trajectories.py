@@ -1,0 +1,460 @@
+"""Build SFT records in the trajectory format from LaMP-format train files.
+
+Each record is a conversational prompt-completion example, so TRL's SFTTrainer puts the loss on
+the completion only::
+
+    {"id", "user", "k", "source", "gold",
+     "prompt": [system, user],            # build_reflection_messages(draft, recalled items, query)
+     "completion": [{"role": "assistant", "content": render(Trajectory(...))}]}
+
+The draft is the base model's answer (the harness's ``zero`` method, cached under
+``--drafts_dir``); the recalled items are the user's profile searched as ``rpo eval`` searches it
+(see :mod:`training.data`). Two sources of trajectories:
+
+- ``offline`` (no teacher): the preferences and gaps state only measurable evidence: the
+  recalled items' observable traits (length, casing, punctuation, recurring words, label or
+  rating distribution) set against the draft's; the rewrite is the gold. Nothing is invented that
+  the data does not show.
+- ``teacher``: any LangChain chat model is shown the query, the draft, the recalled items and the
+  gold, and asked for the trajectory; a record is kept only when its parsed rewrite scores at
+  least ``--threshold`` against the gold with the task metric.
+
+Usage (the bundled adapter's data)::
+
+    OMP_NUM_THREADS=1 python -m training.build_trajectories \\
+        --questions langchain_rpo/data/pep_titles/train_questions.json \\
+        --outputs langchain_rpo/data/pep_titles/train_outputs.json \\
+        --drafts_dir runs/pep_train_zero --out runs/pep_train_trajectories.jsonl --k 4
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from langchain_rpo.lamp.data import Question
+from langchain_rpo.lamp.tasks import TaskSpec
+from langchain_rpo.trajectory import Trajectory, render, try_parse
+from training.data import Recall, Split, load_embeddings, load_split, reflection_prompt, zero_drafts
+from training.rewards import task_score
+
+__all__ = [
+    "BuildConfig",
+    "text_traits",
+    "label_traits",
+    "describe_preferences",
+    "describe_gaps",
+    "offline_trajectory",
+    "teacher_messages",
+    "build_records",
+    "main",
+]
+
+_STOPWORDS = frozenset(
+    "a an and are as at be by for from in into is it its of on or the to with without via "
+    "this that these those new use using add adding support python pep".split()
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_']*")
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _casing(text: str) -> str:
+    """Classify a short text's casing: ``Title Case``, ``sentence case`` or ``lower case``.
+
+    Only words of four letters or more count (short function words vary in title case).
+
+    >>> _casing("Copyable Iterators for Python"), _casing("Copyable iterators"), _casing("x y")
+    ('Title Case', 'sentence case', 'lower case')
+    """
+    words = _WORD.findall(text)
+    if not words:
+        return "lower case"
+    first = words[0][0].isupper()
+    rest = [w[0].isupper() for w in words[1:] if len(w) >= 4]
+    if first and all(rest):
+        return "Title Case"
+    if first or any(rest):
+        return "sentence case"
+    return "lower case"
+
+
+@dataclass(frozen=True)
+class TextTraits:
+    """The observable traits of a few short texts (the user's titles, or one draft).
+
+    Attributes:
+        n: How many texts.
+        words_min: The fewest words.
+        words_max: The most words.
+        words_median: The median word count.
+        casing: The most common casing.
+        final_period: How many end with a period.
+        colon: How many contain a colon.
+        quotes: How many contain quotes or backticks.
+        recurring: Content words found in at least two texts, most frequent first (at most 3).
+    """
+
+    n: int
+    words_min: int
+    words_max: int
+    words_median: float
+    casing: str
+    final_period: int
+    colon: int
+    quotes: int
+    recurring: tuple[str, ...] = field(default=())
+
+
+def text_traits(texts: Sequence[str]) -> TextTraits:
+    """Measure the traits of ``texts``.
+
+    >>> t = text_traits(["Import Hooks", "Import Path Hooks: Redux", "Lazy Imports."])
+    >>> (t.words_min, t.words_max, t.words_median, t.casing, t.final_period, t.colon)
+    (2, 4, 2, 'Title Case', 1, 1)
+    >>> t.recurring
+    ('hooks', 'import')
+    """
+    counts = [len(_words(t)) for t in texts]
+    casings = Counter(_casing(t) for t in texts)
+    seen: Counter[str] = Counter()
+    for text in texts:
+        seen.update({w.lower() for w in _WORD.findall(text)} - _STOPWORDS)
+    recurring = tuple(
+        w for w, c in sorted(seen.items(), key=lambda wc: (-wc[1], wc[0])) if c >= 2 and len(w) > 2
+    )[:3]
+    return TextTraits(
+        n=len(texts),
+        words_min=min(counts, default=0),
+        words_max=max(counts, default=0),
+        words_median=statistics.median(counts) if counts else 0,
+        casing=casings.most_common(1)[0][0] if casings else "lower case",
+        final_period=sum(t.rstrip().endswith(".") for t in texts),
+        colon=sum(":" in t for t in texts),
+        quotes=sum(any(q in t for q in "\"'`") for t in texts),
+        recurring=recurring,
+    )
+
+
+def label_traits(labels: Sequence[str]) -> list[tuple[str, int]]:
+    """Return the label (or rating) distribution, most common first.
+
+    >>> label_traits(["4", "5", "4"])
+    [('4', 2), ('5', 1)]
+    """
+    return Counter(labels).most_common()
+
+
+def _fmt_number(x: float) -> str:
+    return f"{x:g}"
+
+
+def describe_preferences(spec: TaskSpec, outputs: Sequence[str]) -> str:
+    """State what the recalled items' outputs show, in one to three short points.
+
+    Args:
+        spec: The task.
+        outputs: The recalled items' own outputs (titles, labels, ratings), best first.
+
+    >>> from langchain_rpo.lamp.tasks import get_task
+    >>> describe_preferences(get_task("LaMP_5"), ["Import Hooks", "Lazy Import Hooks"])
+    '2-3 words (median 2.5), Title Case, no final period; recurring: hooks, import'
+    >>> describe_preferences(get_task("LaMP_3"), ["4", "5", "4"])
+    'ratings: 4 (2 of 3), 5 (1 of 3)'
+    >>> describe_preferences(get_task("LaMP_5"), [])
+    'no past items'
+    """
+    if not outputs:
+        return "no past items"
+    if spec.kind != "generation":
+        name = "ratings" if spec.kind == "rating" else "labels"
+        dist = ", ".join(f"{label} ({c} of {len(outputs)})" for label, c in label_traits(outputs))
+        return f"{name}: {dist}"
+    t = text_traits(outputs)
+    span = f"{t.words_min}" if t.words_min == t.words_max else f"{t.words_min}-{t.words_max}"
+    points = [f"{span} words (median {_fmt_number(t.words_median)}), {t.casing}"]
+    if t.final_period == 0:
+        points[0] += ", no final period"
+    elif t.final_period == t.n:
+        points[0] += ", final period"
+    if t.colon * 2 > t.n:
+        points.append("colon in most")
+    if t.recurring:
+        points.append("recurring: " + ", ".join(t.recurring))
+    return "; ".join(points)
+
+
+def describe_gaps(spec: TaskSpec, outputs: Sequence[str], draft: str) -> str:
+    """State where the draft departs, measurably, from the recalled items' outputs.
+
+    Args:
+        spec: The task.
+        outputs: The recalled items' own outputs.
+        draft: The draft, mapped by ``spec.parse_answer`` (what would be scored).
+
+    >>> from langchain_rpo.lamp.tasks import get_task
+    >>> spec = get_task("LaMP_5")
+    >>> describe_gaps(spec, ["Import Hooks", "Lazy Import Hooks"], "This PEP adds a way to hook.")
+    '7 words, longer; sentence case; final period'
+    >>> describe_gaps(spec, ["Import Hooks"], "Import Hook")
+    'none measured'
+    >>> describe_gaps(get_task("LaMP_3"), ["4", "5", "4"], "2")
+    'draft 2, past mostly 4'
+    """
+    if not outputs:
+        return "no evidence"
+    if spec.kind != "generation":
+        top, _ = label_traits(outputs)[0]
+        return "none measured" if draft.strip() == top else f"draft {draft.strip()}, past mostly {top}"
+    t = text_traits(outputs)
+    d = text_traits([draft])
+    gaps = []
+    if d.words_max > t.words_max:
+        gaps.append(f"{d.words_max} words, longer")
+    elif d.words_max < t.words_min:
+        gaps.append(f"{d.words_max} words, shorter")
+    if d.casing != t.casing:
+        gaps.append(d.casing)
+    if d.final_period and t.final_period * 2 < t.n:
+        gaps.append("final period")
+    if d.colon and t.colon == 0:
+        gaps.append("colon")
+    return "; ".join(gaps) or "none measured"
+
+
+def offline_trajectory(spec: TaskSpec, items: Sequence[dict[str, Any]], draft: str, gold: str) -> Trajectory:
+    """The teacher-free trajectory: measured preferences and gaps, and the gold as the rewrite.
+
+    >>> from langchain_rpo.lamp.tasks import get_task
+    >>> t = offline_trajectory(get_task("LaMP_5"), [{"title": "Import Hooks", "abstract": "a"}],
+    ...                        "A long generic title for hooks.", "Lazy Imports")
+    >>> t.preferences, t.gaps, t.rewrite
+    ('2 words (median 2), Title Case, no final period', '6 words, longer; sentence case; final period', 'Lazy Imports')
+    """
+    outputs = [spec.item_output(item) for item in items] if spec.output_field else []
+    if spec.output_field is None:  # LaMP-1: items carry no output; describe their texts
+        outputs = [spec.corpus_text(item) for item in items]
+    mapped = spec.parse_answer(draft)
+    return Trajectory(
+        rewrite=gold,
+        preferences=describe_preferences(spec, outputs),
+        gaps=describe_gaps(spec, outputs, mapped),
+    )
+
+
+# --------------------------------------------------------------------------- teacher
+
+TEACHER_INSTRUCTIONS = (
+    "You write training data for a personalization model. Given a request, a generic draft "
+    "answer, the user's past items and the answer this user actually gave (the gold), write "
+    "what the past items show about the user (one to three short points), where the draft "
+    "departs from it, and a rewrite of the draft that matches the gold. State only what the "
+    "items show. Reply in the format of the example:\n"
+)
+
+
+def teacher_messages(query: str, draft: str, items: Sequence[str], gold: str) -> list[tuple[str, str]]:
+    """Return the teacher's prompt as ``(role, content)`` pairs (any LangChain chat model)."""
+    example = render(Trajectory(rewrite="...", preferences="...", gaps="..."))
+    history = "\n".join(f"{i}. {item}" for i, item in enumerate(items, 1)) or "(none)"
+    return [
+        ("system", TEACHER_INSTRUCTIONS + example),
+        ("human", f"Request:\n{query}\n\nDraft:\n{draft}\n\nPast items:\n{history}\n\nGold:\n{gold}"),
+    ]
+
+
+def _load_object(path: str) -> Any:
+    """Import ``package.module:attribute`` (called if it is a factory)."""
+    module, _, attr = path.partition(":")
+    obj = getattr(importlib.import_module(module), attr)
+    return obj() if callable(obj) and not hasattr(obj, "invoke") else obj
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class BuildConfig:
+    """Settings of ``build_trajectories``."""
+
+    questions: str = field(metadata={"help": "LaMP {split}_questions.json (a train split)."})
+    outputs: str = field(metadata={"help": "LaMP {split}_outputs.json (the golds)."})
+    out: str = field(metadata={"help": "Output JSONL of SFT records."})
+    drafts_dir: str = field(
+        default="runs/train_zero",
+        metadata={"help": "Harness output folder caching the base model's zero-shot drafts."},
+    )
+    task: str | None = field(default=None, metadata={"help": "Task (default: the outputs file's)."})
+    source: str = field(
+        default="offline", metadata={"help": "offline (measured evidence) or teacher."}
+    )
+    teacher: str | None = field(
+        default=None,
+        metadata={"help": "The teacher chat model as module:attribute (an instance or factory)."},
+    )
+    threshold: float = field(
+        default=0.5, metadata={"help": "Teacher records are kept when their rewrite scores >= this."}
+    )
+    k: list[int] = field(
+        default_factory=lambda: [4],
+        metadata={"help": "Items recalled per record; one record per question and k."},
+    )
+    limit: int | None = field(default=None, metadata={"help": "First N questions only."})
+    max_item_chars: int = field(
+        default=400, metadata={"help": "Cut an item's long field (as rpo eval --max-item-chars)."}
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "Base model of the drafts (default: packaged SmolLM2)."}
+    )
+    embedding_model: str | None = field(
+        default=None, metadata={"help": "Store embeddings (default: all-MiniLM-L6-v2, offline)."}
+    )
+    batch_size: int = field(default=8, metadata={"help": "Questions per draft/teacher batch."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda... for the drafts."})
+
+
+def build_records(
+    split: Split,
+    drafts: dict[str, str],
+    recall: Recall,
+    ks: Iterable[int],
+    source: str = "offline",
+    teacher: Any = None,
+    threshold: float = 0.5,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Build the SFT records of a split.
+
+    Args:
+        split: The questions and golds.
+        drafts: Question id to the base model's draft.
+        recall: The users' profile store.
+        ks: Items recalled per record (one record per question and k).
+        source: ``offline`` or ``teacher``.
+        teacher: A LangChain chat model (``teacher`` source).
+        threshold: The teacher rewrite's minimum task score.
+        progress: Show a progress bar.
+
+    Returns:
+        The records and a counter of rejects by reason.
+    """
+    if source not in ("offline", "teacher"):
+        raise ValueError(f"source must be 'offline' or 'teacher', got {source!r}")
+    if source == "teacher" and teacher is None:
+        raise ValueError("the teacher source needs a teacher chat model (--teacher module:attr)")
+    spec = split.spec
+    rejects: Counter[str] = Counter()
+    jobs: list[tuple[Question, int]] = [(q, k) for k in ks for q in split.questions]
+    records: list[dict[str, Any]] = []
+    answers: list[str] = []
+    if source == "teacher":
+        prompts = [
+            teacher_messages(q.input, drafts[q.id], recall.rendered(q, k), split.golds[q.id])
+            for q, k in jobs
+        ]
+        answers = [str(m.text) for m in teacher.batch(prompts)]
+    for n, (question, k) in enumerate(tqdm(jobs, desc="records", disable=not progress)):
+        gold, draft = split.golds[question.id], drafts[question.id]
+        if not gold.strip():
+            rejects["empty_gold"] += 1
+            continue
+        if source == "offline":
+            trajectory = offline_trajectory(spec, recall.items(question, k), draft, gold)
+        else:
+            trajectory, failure = try_parse(answers[n])
+            if trajectory is None:
+                rejects[f"unparsable:{failure.value}"] += 1
+                continue
+            if task_score(spec, spec.parse_answer(trajectory.rewrite), gold) < threshold:
+                rejects["below_threshold"] += 1
+                continue
+        records.append(
+            {
+                "id": question.id,
+                "user": question.user,
+                "k": k,
+                "source": source,
+                "gold": gold,
+                "prompt": reflection_prompt(draft, recall.rendered(question, k), question.input),
+                "completion": [{"role": "assistant", "content": render(trajectory)}],
+            }
+        )
+    return records, rejects
+
+
+def run(config: BuildConfig, *, base_model: Any = None, embeddings: Any = None,
+        teacher: Any = None, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Build and write the records of ``config``; return the summary it also writes."""
+    started = time.perf_counter()
+    split = load_split(config.questions, config.outputs, config.task, config.limit)
+    drafts = zero_drafts(
+        config.questions, config.outputs, config.drafts_dir, task=config.task, limit=config.limit,
+        base_model=base_model, base_model_path=config.base_model, batch_size=config.batch_size,
+        device=config.device, progress=progress,
+    )  # fmt: skip
+    drafted = time.perf_counter()
+    recall = Recall(
+        split.spec,
+        split.questions,
+        embeddings if embeddings is not None else load_embeddings(config.embedding_model),
+        config.max_item_chars or None,
+    )
+    if config.source == "teacher" and teacher is None:
+        teacher = _load_object(config.teacher) if config.teacher else None
+    records, rejects = build_records(
+        split, drafts, recall, config.k, config.source, teacher, config.threshold, progress
+    )
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as stream:
+        for record in records:
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+    summary = {
+        "task": split.spec.name,
+        "questions": len(split.questions),
+        "candidates": len(split.questions) * len(config.k),
+        "records": len(records),
+        "rejects": dict(rejects),
+        "by_k": dict(Counter(r["k"] for r in records)),
+        "seconds_drafts": round(drafted - started, 1),
+        "seconds_total": round(time.perf_counter() - started, 1),
+        "config": asdict(config),
+    }
+    out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse the arguments (or a YAML ``--config``), build the records, print the counts."""
+    from trl import TrlParser
+
+    parser = TrlParser((BuildConfig,))
+    (config,) = parser.parse_args_and_config(args=argv)
+    summary = run(config)
+    print(
+        f"{summary['records']} records from {summary['candidates']} candidates "
+        f"({summary['questions']} questions x k={config.k}); rejects: {summary['rejects'] or 0}; "
+        f"wrote {config.out} in {summary['seconds_total']} s",
+        file=sys.stderr,
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    main()

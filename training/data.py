@@ -1,0 +1,173 @@
+"""Shared data plumbing of the training scripts: splits, cached drafts, recall and prompts.
+
+Training sees exactly what inference sees: the drafts are the harness's ``zero`` answers (cached
+through :func:`langchain_rpo.lamp.harness.run_eval`), the recall is the user's profile in a
+real :class:`~langchain_rpo.history.UserHistoryStore` searched with the task's query text (as
+:class:`~langchain_rpo.lamp.methods.RPO` does), each item is rendered with the task's LaMP item
+template (``spec.render_item``, the harness's ``format_item``) and the prompt is
+:func:`langchain_rpo.prompts.build_reflection_messages` with the rewriter's own limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langchain_rpo.lamp.data import Question, iter_questions, read_outputs
+from langchain_rpo.lamp.tasks import TaskSpec, get_task
+from langchain_rpo.prompts import build_reflection_messages
+from langchain_rpo.reflection import to_chat_dicts
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
+
+__all__ = ["Split", "load_split", "zero_drafts", "Recall", "reflection_prompt", "rewriter_limits", "load_embeddings"]
+
+
+@dataclass
+class Split:
+    """A LaMP split in memory.
+
+    Attributes:
+        spec: The task.
+        questions: The questions, in file order.
+        golds: Question id to gold output.
+    """
+
+    spec: TaskSpec
+    questions: list[Question]
+    golds: dict[str, str]
+
+
+def load_split(
+    questions: str | Path, outputs: str | Path, task: str | None = None, limit: int | None = None
+) -> Split:
+    """Read a split's questions and golds (validated by :mod:`langchain_rpo.lamp.data`)."""
+    golds = read_outputs(outputs, task)
+    spec = get_task(task if task is not None else golds.task)
+    qs = list(iter_questions(questions, spec, limit=limit))
+    return Split(spec, qs, {q.id: golds.outputs[q.id] for q in qs})
+
+
+def zero_drafts(
+    questions: str | Path,
+    outputs: str | Path,
+    out: str | Path,
+    *,
+    task: str | None = None,
+    limit: int | None = None,
+    base_model: BaseChatModel | None = None,
+    base_model_path: str | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, str]:
+    """Return the base model's drafts, generated and cached through the harness's ``zero`` method.
+
+    ``rpo eval --methods zero`` on the same ``out`` folder writes (and reuses) the same cache, so
+    the drafts of an earlier eval run are not generated again.
+
+    Args:
+        questions: The ``{split}_questions.json`` file.
+        outputs: The ``{split}_outputs.json`` file.
+        out: The harness output folder that caches the drafts.
+        task: The task (None: the outputs file's task).
+        limit: The first N questions only.
+        base_model: A chat model in memory (tests); None loads ``base_model_path``.
+        base_model_path: The base model (None: the packaged SmolLM2-135M-Instruct).
+        batch_size: Questions per generate call.
+        device: ``cpu``, ``cuda``...
+        progress: Show a progress bar.
+
+    Returns:
+        Question id to the raw draft.
+    """
+    from langchain_rpo.lamp.harness import EvalConfig, JsonlCache, ModelSet, run_eval
+    from langchain_rpo.lamp.methods import ZeroShot
+
+    config = EvalConfig(
+        questions=Path(questions), outputs=Path(outputs), out=Path(out), task=task,
+        methods=("zero",), limit=limit, batch_size=batch_size, base_model=base_model_path,
+        device=device,
+    )  # fmt: skip
+    result = run_eval(config, base_model=base_model, progress=progress)
+    models = ModelSet(result.task, config, base_model, None, None, None)
+    sig = ZeroShot(result.task, None, models.base_settings()).signature()  # type: ignore[arg-type]
+    records = JsonlCache(Path(out) / "cache" / "zero.jsonl").load(sig)
+    return {qid: record["raw"] for qid, record in records.items()}
+
+
+def rewriter_limits() -> tuple[int | None, int | None]:
+    """Return the harness's RPO prompt limits: ``(max_item_chars, max_query_chars)``.
+
+    The harness renders each item with ``spec.render_item`` (which cuts the long field) and
+    builds the rewriter with ``max_item_chars=None``; the query keeps the rewriter's default cut.
+    """
+    from langchain_rpo.rewriter import RPORewriter
+
+    return None, RPORewriter.model_fields["max_query_chars"].default
+
+
+def reflection_prompt(draft: str, items: Sequence[str], query: str | None) -> list[dict[str, str]]:
+    """Return the reflection prompt as chat dicts: the one inference builds, with its limits."""
+    max_item_chars, max_query_chars = rewriter_limits()
+    messages = build_reflection_messages(
+        draft, items, query, max_item_chars=max_item_chars, max_query_chars=max_query_chars
+    )
+    return to_chat_dicts(messages)
+
+
+class Recall:
+    """The users' profiles in one :class:`~langchain_rpo.history.UserHistoryStore`, searched as
+    the harness's ``rpo`` method searches them.
+
+    Args:
+        spec: The task.
+        questions: The questions whose profiles to index (the question id names the user).
+        embeddings: The store's embeddings (None: the default all-MiniLM-L6-v2, offline).
+        max_item_chars: Cut each item's long field in the prompt (the harness's
+            ``--max-item-chars``, 400 by default).
+    """
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        questions: Sequence[Question],
+        embeddings: Embeddings | None = None,
+        max_item_chars: int | None = 400,
+    ) -> None:
+        from langchain_rpo.lamp.methods import build_profile_store
+
+        self.spec = spec
+        self.max_item_chars = max_item_chars
+        self.store = build_profile_store(spec, questions, embeddings)
+        self._ranked: dict[str, list[int]] = {}
+
+    def indexes(self, question: Question, k: int) -> list[int]:
+        """Return the profile indexes of the ``k`` items recalled for ``question``, best first."""
+        if k <= 0 or not question.profile:
+            return []
+        cached = self._ranked.get(question.id)
+        if cached is None or (len(cached) < k and len(cached) < len(question.profile)):
+            docs = self.store.search(question.id, self.spec.query_text(question.input), k)
+            cached = [int(doc.metadata["index"]) for doc in docs]
+            self._ranked[question.id] = cached
+        return cached[:k]
+
+    def items(self, question: Question, k: int) -> list[dict[str, Any]]:
+        """Return the recalled profile items themselves."""
+        return [question.profile[i] for i in self.indexes(question, k)]
+
+    def rendered(self, question: Question, k: int) -> list[str]:
+        """Return the recalled items as the reflection prompt shows them."""
+        return [self.spec.render_item(item, self.max_item_chars) for item in self.items(question, k)]
+
+
+def load_embeddings(name: str | None) -> Embeddings:
+    """Return the store's sentence embeddings (None: all-MiniLM-L6-v2, offline), as the harness."""
+    from langchain_rpo.embeddings import SentenceTransformerEmbeddings
+
+    return SentenceTransformerEmbeddings(name)
