@@ -11,6 +11,14 @@ size into a temporary folder, streaming, then reads it in a fresh Python process
 :func:`langchain_rpo.lamp.data.iter_questions` (every record validated) and reports that
 process's peak resident memory (``ru_maxrss``), next to its memory right after the imports.
 It exits 1 when the peak passes ``--max-mb``.
+
+A run on the 2-core development machine (ijson's yajl2_c backend)::
+
+    wrote dev_questions.json: 300 MB, 1512 questions (2 s)
+    iter_questions (streaming, validated): 1512 questions, 343582 profile items in 0.9 s;
+      peak RSS 42 MB (after imports: 41 MB)
+    json.load (whole file, for comparison): peak RSS 756 MB
+    PASS: peak 42 MB < 500 MB
 """
 
 from __future__ import annotations
