@@ -237,7 +237,6 @@ class Drafts:
         self._load = load
         self.cache: MutableMapping[str, str] = {} if cache is None else cache
         self.on_new = on_new
-        self.generated = 0
 
     @property
     def model(self) -> BaseChatModel:
@@ -254,7 +253,6 @@ class Drafts:
             missing, generate(self.model, [q.input for q in missing]), strict=True
         ):
             self.cache[question.id] = draft
-            self.generated += 1
             if self.on_new is not None:
                 self.on_new(question.id, draft)
         return [self.cache[q.id] for q in questions]
