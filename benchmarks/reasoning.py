@@ -1,0 +1,185 @@
+"""Benchmark 5: what the structured reasoning costs per request, in tokens and latency.
+
+Run from the repository root::
+
+    python -m benchmarks.reasoning                 # 6 PEP dev questions, up to 128 new tokens
+    python -m benchmarks.reasoning --n 2 --max-new-tokens 8   # seconds (smoke test)
+
+The same reflection model answers the same PEP dev requests (the question's recalled profile
+items, the request and the base model's draft) two ways, interleaved request by request:
+
+- **full trajectory**: the product's reflection prompt
+  (:func:`langchain_rpo.prompts.build_reflection_messages`), which asks for ``<preferences>``,
+  ``<gaps>`` and ``<rewrite>``;
+- **rewrite alone**: the same messages with a system prompt that asks for ``<rewrite>`` only.
+
+Both stop at the first ``</rewrite>`` (the model's default stop string) and are capped at
+``--max-new-tokens`` (128 by default; the product default is 256). Generated tokens come from each answer's
+``usage_metadata``; latency is the wall time of ``reflection.invoke``. The reflection model is
+SmolLM2-135M-Instruct with the bundled adapter when the package ships one, else the base model
+(the header says which): an untrained base model follows the format loosely, so the share of
+answers that reach ``</rewrite>`` is reported next to the tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from typing import Any
+
+from langchain_core.messages import SystemMessage
+
+from benchmarks._common import fmt_s, mean, p50, p95, print_footer, print_header, print_table
+from benchmarks._pep import (
+    base_drafts,
+    load_smollm2,
+    pep_questions,
+    pep_store,
+    query_text,
+    torch_settings,
+)
+
+REWRITE_ONLY_SYSTEM_PROMPT = (
+    "You rewrite a draft answer so that it matches what this user would write. "
+    "Read the user's past items, then reply in exactly this format:\n"
+    "<rewrite>...</rewrite>\n"
+    "In <rewrite>, only the rewritten answer."
+)
+_REWRITE = re.compile(r"<rewrite>(.*?)</rewrite>", re.DOTALL)
+
+
+def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: Any = None) -> int:
+    """Run the benchmark; ``reflection`` and ``embeddings`` replace the real models (tests)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=6, help="PEP dev questions.")
+    parser.add_argument("--k", type=int, default=4, help="History items recalled.")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="Token cap per answer.")
+    parser.add_argument(
+        "--base", action="store_true", help="Use the base model even when an adapter is bundled."
+    )
+    args = parser.parse_args(argv)
+
+    from langchain_rpo.prompts import build_reflection_messages
+    from langchain_rpo.trajectory import try_parse
+
+    questions = pep_questions("dev", args.n)
+    if reflection is None:
+        reflection, which = load_smollm2(
+            adapter=False if args.base else None, max_new_tokens=args.max_new_tokens
+        )
+    else:
+        which = f"injected {type(reflection.model).__name__}"
+    if reflection.adapter_name:
+        base, _ = load_smollm2(adapter=False, max_new_tokens=24)
+    else:
+        base = reflection
+    drafts = base_drafts(base, questions)
+    del base
+    store = pep_store(questions, embeddings)
+
+    full_msgs, alone_msgs = [], []
+    for q, draft in zip(questions, drafts, strict=True):
+        items = [d.page_content for d in store.search(q["id"], query_text(q), k=args.k)]
+        messages = build_reflection_messages(draft, items, q["input"])
+        full_msgs.append(messages)
+        alone_msgs.append([SystemMessage(content=REWRITE_ONLY_SYSTEM_PROMPT), *messages[1:]])
+
+    print_header(
+        "Benchmark 5: reasoning cost (full trajectory vs rewrite alone)",
+        {
+            "reflection model": which,
+            "requests": f"{len(questions)} PEP dev questions (drafts by the base model)",
+            "k": args.k,
+            "max_new_tokens": args.max_new_tokens,
+            **torch_settings(),
+        },
+        packages=["torch", "transformers", "langchain-core"],
+    )
+
+    reflection.invoke(alone_msgs[0])  # warm-up
+    variants = {"full trajectory": full_msgs, "rewrite alone": alone_msgs}
+    names = list(variants)
+    tokens = {n: [] for n in names}
+    latency = {n: [] for n in names}
+    prompt_tokens = {n: [] for n in names}
+    closed = {n: 0 for n in names}
+    parsed = {n: 0 for n in names}
+    for i in range(len(questions)):
+        for name in names if i % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            out = reflection.invoke(variants[name][i])
+            latency[name].append(time.perf_counter() - start)
+            usage = out.usage_metadata or {}
+            tokens[name].append(usage.get("output_tokens", 0))
+            prompt_tokens[name].append(usage.get("input_tokens", 0))
+            text = str(out.content)
+            closed[name] += bool(_REWRITE.search(text))
+            if name == "full trajectory":
+                parsed[name] += try_parse(text)[0] is not None
+            else:
+                parsed[name] += bool(_REWRITE.search(text))
+
+    n = len(questions)
+    rows = []
+    for name in names:
+        rows.append(
+            [
+                name,
+                f"{mean(prompt_tokens[name]):.0f}",
+                f"{mean(tokens[name]):.1f}",
+                f"{p50(tokens[name]):.0f}",
+                f"{p95(tokens[name]):.0f}",
+                sum(t >= args.max_new_tokens for t in tokens[name]),
+                f"{closed[name]}/{n}",
+                f"{parsed[name]}/{n}",
+                fmt_s(mean(latency[name])),
+                fmt_s(p50(latency[name])),
+                fmt_s(p95(latency[name])),
+            ]
+        )
+    print_table(
+        [
+            "variant",
+            "prompt tokens (mean)",
+            "new tokens (mean)",
+            "p50",
+            "p95",
+            "hit the cap",
+            "<rewrite> closed",
+            "parsed",
+            "latency s (mean)",
+            "p50",
+            "p95",
+        ],
+        rows,
+    )
+    full, alone = names
+    tok_ratio = mean(tokens[full]) / max(mean(tokens[alone]), 1e-9)
+    extra = [a - b for a, b in zip(latency[full], latency[alone], strict=True)]
+    lat_ratio = [a / b for a, b in zip(latency[full], latency[alone], strict=True)]
+    print_table(
+        ["measure", "value"],
+        [
+            ["new tokens, full / rewrite alone (ratio of means)", f"{tok_ratio:.2f}x"],
+            [
+                "extra new tokens per request (mean)",
+                f"{mean(tokens[full]) - mean(tokens[alone]):.1f}",
+            ],
+            [
+                "extra latency per request, s (mean / p50)",
+                f"{fmt_s(mean(extra))} / {fmt_s(p50(extra))}",
+            ],
+            [
+                "latency, full / rewrite alone (median of per-request ratios)",
+                f"{p50(lat_ratio):.2f}x",
+            ],
+        ],
+    )
+    print_footer()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
