@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from langchain_rpo.lamp.data import Question
 from langchain_rpo.lamp.tasks import TaskSpec
 from langchain_rpo.trajectory import Trajectory, render, try_parse
-from training.data import Recall, Split, load_embeddings, load_split, reflection_prompt, zero_drafts
+from training.data import Recall, recall_cache_path, Split, load_embeddings, load_split, reflection_prompt, zero_drafts
 from training.rewards import task_score
 
 __all__ = [
@@ -414,6 +414,9 @@ def run(config: BuildConfig, *, base_model: Any = None, embeddings: Any = None,
         split.questions,
         embeddings if embeddings is not None else load_embeddings(config.embedding_model),
         config.max_item_chars or None,
+        cache=recall_cache_path(config.drafts_dir, split.spec, config.embedding_model)
+        if embeddings is None
+        else None,
     )
     if config.source == "teacher" and teacher is None:
         teacher = _load_object(config.teacher) if config.teacher else None

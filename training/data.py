@@ -10,6 +10,7 @@ template (``spec.render_item``, the harness's ``format_item``) and the prompt is
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
-__all__ = ["Split", "load_split", "zero_drafts", "Recall", "reflection_prompt", "rewriter_limits", "load_embeddings"]
+__all__ = ["Split", "load_split", "zero_drafts", "Recall", "reflection_prompt", "rewriter_limits", "load_embeddings", "recall_cache_path"]
 
 
 @dataclass
@@ -124,12 +125,17 @@ class Recall:
     """The users' profiles in one :class:`~langchain_rpo.history.UserHistoryStore`, searched as
     the harness's ``rpo`` method searches them.
 
+    The store is built on first use; with ``cache`` the rankings (profile indexes, best first,
+    at least ``min_k`` deep) are kept in a JSON file, so a later script skips the embedding.
+
     Args:
         spec: The task.
         questions: The questions whose profiles to index (the question id names the user).
         embeddings: The store's embeddings (None: the default all-MiniLM-L6-v2, offline).
         max_item_chars: Cut each item's long field in the prompt (the harness's
             ``--max-item-chars``, 400 by default).
+        cache: A JSON file of rankings to read and update (None: no cache).
+        min_k: Rank at least this deep per search, so later k up to it hit the cache.
     """
 
     def __init__(
@@ -138,13 +144,28 @@ class Recall:
         questions: Sequence[Question],
         embeddings: Embeddings | None = None,
         max_item_chars: int | None = 400,
+        cache: str | Path | None = None,
+        min_k: int = 8,
     ) -> None:
-        from langchain_rpo.lamp.methods import build_profile_store
-
         self.spec = spec
+        self.questions = list(questions)
+        self.embeddings = embeddings
         self.max_item_chars = max_item_chars
-        self.store = build_profile_store(spec, questions, embeddings)
+        self.min_k = min_k
+        self.cache = Path(cache) if cache is not None else None
+        self._store: Any = None
         self._ranked: dict[str, list[int]] = {}
+        if self.cache is not None and self.cache.is_file():
+            self._ranked = json.loads(self.cache.read_text(encoding="utf-8"))
+
+    @property
+    def store(self) -> Any:
+        """The profile store (built, and its items embedded, on first use)."""
+        if self._store is None:
+            from langchain_rpo.lamp.methods import build_profile_store
+
+            self._store = build_profile_store(self.spec, self.questions, self.embeddings)
+        return self._store
 
     def indexes(self, question: Question, k: int) -> list[int]:
         """Return the profile indexes of the ``k`` items recalled for ``question``, best first."""
@@ -152,9 +173,13 @@ class Recall:
             return []
         cached = self._ranked.get(question.id)
         if cached is None or (len(cached) < k and len(cached) < len(question.profile)):
-            docs = self.store.search(question.id, self.spec.query_text(question.input), k)
+            depth = max(k, self.min_k)
+            docs = self.store.search(question.id, self.spec.query_text(question.input), depth)
             cached = [int(doc.metadata["index"]) for doc in docs]
             self._ranked[question.id] = cached
+            if self.cache is not None:
+                self.cache.parent.mkdir(parents=True, exist_ok=True)
+                self.cache.write_text(json.dumps(self._ranked), encoding="utf-8")
         return cached[:k]
 
     def items(self, question: Question, k: int) -> list[dict[str, Any]]:
@@ -164,6 +189,12 @@ class Recall:
     def rendered(self, question: Question, k: int) -> list[str]:
         """Return the recalled items as the reflection prompt shows them."""
         return [self.spec.render_item(item, self.max_item_chars) for item in self.items(question, k)]
+
+
+def recall_cache_path(drafts_dir: str | Path, spec: TaskSpec, embedding_model: str | None) -> Path:
+    """Return where a split's rankings are cached: beside the drafts, per task and embeddings."""
+    name = (embedding_model or "default").replace("/", "_")
+    return Path(drafts_dir) / "cache" / f"recall_{spec.name}_{name}.json"
 
 
 def load_embeddings(name: str | None) -> Embeddings:

