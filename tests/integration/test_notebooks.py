@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,9 @@ def _kernel_manager(tmp_path: Path, workdir: Path) -> KernelManager:
     )
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # IPython colours its tracebacks
+
+
 def _first_error(nb: nbformat.NotebookNode) -> str:
     for i, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
@@ -97,16 +101,10 @@ def _first_error(nb: nbformat.NotebookNode) -> str:
     return "no error output recorded"
 
 
-@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
-def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
-    _needs_real_models(path)
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:  # stored without outputs, so a diff shows only what a person wrote
-        if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, f"{path.name}: outputs stored"
-
+def _execute(nb: nbformat.NotebookNode, tmp_path: Path, name: str) -> str | None:
+    """Run ``nb`` in place in a fresh kernel; return why it failed, or None."""
     workdir = tmp_path / "work"
-    workdir.mkdir()
+    workdir.mkdir(exist_ok=True)
     km = _kernel_manager(tmp_path, workdir)
     client = nbclient.NotebookClient(
         nb,
@@ -117,22 +115,50 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
         resources={"metadata": {"path": str(NOTEBOOKS)}},
         allow_errors=False,
     )
-    started = time.perf_counter()
     try:
         client.execute()
     except CellExecutionError as err:
-        pytest.fail(f"{path.name} failed ({_first_error(nb)}):\n{err}", pytrace=False)
+        return f"{name} failed at {_first_error(nb)}\n{_ANSI.sub('', str(err))}"
     finally:
         if km.has_kernel:  # nbclient leaves a kernel it was handed running
             km.shutdown_kernel(now=True)
         keep = os.environ.get("RPO_NB_KEEP_EXECUTED")  # a folder: keep the executed copies
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, Path(keep) / path.name)
-    seconds = time.perf_counter() - started
-    print(f"{path.name}: executed in {seconds:.1f}s")
+            nbformat.write(nb, Path(keep) / name)
+    return None
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
+    _needs_real_models(path)
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:  # stored without outputs, so a diff shows only what a person wrote
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name}: outputs stored"
+
+    started = time.perf_counter()
+    failure = _execute(nb, tmp_path, path.name)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+    print(f"{path.name}: executed in {time.perf_counter() - started:.1f}s")
     ran = [c for c in nb.cells if c.cell_type == "code"]
     assert ran and all(c.execution_count for c in ran)
     for cell in ran:  # every chart is drawn (the inline backend, as in Jupyter)
         if "plt.show()" in cell.source:
             assert any("image/png" in out.get("data", {}) for out in cell.outputs), cell.source[:80]
+
+
+def test_a_broken_cell_fails_the_run(tmp_path: Path) -> None:
+    """The harness itself: a cell that raises stops the notebook and is reported by name."""
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("import os, sys\nprint(sys.executable)"),
+            nbformat.v4.new_code_cell("x = 1\nx / 0"),
+            nbformat.v4.new_code_cell("print('never runs')"),
+        ]
+    )
+    failure = _execute(nb, tmp_path, "broken.ipynb")
+    assert failure is not None and "cell 1: ZeroDivisionError" in failure
+    assert nb.cells[0].outputs[0]["text"].strip() == sys.executable  # the kernel is this Python
+    assert not nb.cells[2].outputs
