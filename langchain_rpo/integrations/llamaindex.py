@@ -111,7 +111,8 @@ class RPOQueryEngine(BaseQueryEngine):
     reflection model all return the wrapped engine's answer unchanged, with the reason in
     ``response.metadata["rpo"]["fallback_reason"]``. Streaming answers of the wrapped engine are
     read to the end first (the rewrite needs the whole draft); structured (Pydantic) answers are
-    passed through unchanged, with ``fallback_reason="structured_response"``.
+    passed through unchanged, with ``fallback_reason="structured_response"``, and so are empty
+    answers (``"empty_draft"``).
 
     Args:
         query_engine: The LlamaIndex query engine whose answers are personalized.
@@ -209,7 +210,16 @@ class RPOQueryEngine(BaseQueryEngine):
         return {"query": query_bundle.query_str, "draft": AIMessage(content=draft)}
 
     @staticmethod
-    def _passthrough(response: Response, reason: str, user_id: str | None) -> Response:
+    def _skip_reason(response: RESPONSE_TYPE) -> str | None:
+        """Why a response is returned as it is (a structured or an empty answer), or None."""
+        if isinstance(response, PydanticResponse):
+            return "structured_response"
+        if not (response.response or "").strip():
+            return "empty_draft"
+        return None
+
+    @staticmethod
+    def _passthrough(response: Any, reason: str, user_id: str | None) -> Any:
         meta = dict(response.metadata or {})
         meta[RPO_METADATA_KEY] = {
             "user_id": user_id,
@@ -245,17 +255,14 @@ class RPOQueryEngine(BaseQueryEngine):
         """
         config = self._config(user_id)
         bundle = query if isinstance(query, QueryBundle) else QueryBundle(query)
-        if isinstance(response, PydanticResponse):
-            return self._passthrough(
-                response, "structured_response", config["configurable"]["user_id"]
-            )
         if isinstance(response, AsyncStreamingResponse):
             raise TypeError("an async streaming response: use apersonalize() or aquery()")
         if isinstance(response, StreamingResponse):
             response = response.get_response()
-        answer = self._rewriter.invoke(
-            self._rewriter_input(bundle, response.response or ""), config
-        )
+        reason = self._skip_reason(response)
+        if reason is not None:
+            return self._passthrough(response, reason, config["configurable"]["user_id"])
+        answer = self._rewriter.invoke(self._rewriter_input(bundle, response.response), config)
         return self._response(response, answer)
 
     @dispatcher.span
@@ -265,16 +272,15 @@ class RPOQueryEngine(BaseQueryEngine):
         """Async twin of :meth:`personalize`."""
         config = self._config(user_id)
         bundle = query if isinstance(query, QueryBundle) else QueryBundle(query)
-        if isinstance(response, PydanticResponse):
-            return self._passthrough(
-                response, "structured_response", config["configurable"]["user_id"]
-            )
         if isinstance(response, AsyncStreamingResponse):
             response = await response.get_response()
         elif isinstance(response, StreamingResponse):
             response = response.get_response()
+        reason = self._skip_reason(response)
+        if reason is not None:
+            return self._passthrough(response, reason, config["configurable"]["user_id"])
         answer = await self._rewriter.ainvoke(
-            self._rewriter_input(bundle, response.response or ""), config
+            self._rewriter_input(bundle, response.response), config
         )
         return self._response(response, answer)
 

@@ -19,10 +19,11 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from llama_index.core import Document as LIDocument
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
-from llama_index.core.base.response.schema import Response
+from llama_index.core.base.response.schema import PydanticResponse, Response
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import CustomLLM, MockLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
+from pydantic import BaseModel
 
 from langchain_rpo import RPORewriter, UserHistoryStore
 from langchain_rpo.integrations.llamaindex import RPOQueryEngine
@@ -45,6 +46,10 @@ def _inner_engine(**kwargs: Any):
     ]
     index = VectorStoreIndex.from_documents(docs, embed_model=MockEmbedding(embed_dim=8))
     return index.as_query_engine(llm=MockLLM(max_tokens=6), similarity_top_k=1, **kwargs)
+
+
+class Title(BaseModel):
+    text: str
 
 
 class FixedLLM(CustomLLM):
@@ -161,6 +166,11 @@ def test_built_from_a_rewriter_and_personalize_for_workflow_steps(store, taught_
     assert out.response == TAUGHT_REWRITE
     assert out.metadata["rpo"]["draft"] == "A generic answer."
     assert len(out.metadata["rpo"]["recalled_ids"]) == 1
+    empty = engine.personalize("q", Response(None), user_id="alice")
+    assert empty.response is None and empty.metadata["rpo"]["fallback_reason"] == "empty_draft"
+    structured = engine.personalize("q", PydanticResponse(Title(text="T")), user_id="alice")
+    assert structured.response == Title(text="T")
+    assert structured.metadata["rpo"]["fallback_reason"] == "structured_response"
     with pytest.raises(ValueError, match="not both"):
         RPOQueryEngine(_inner_engine(), history=store, rewriter=rewriter)
     with pytest.raises(ValueError, match="reflection="):
