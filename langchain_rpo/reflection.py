@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,15 @@ def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+def _cache_tensors(cache: Any) -> list[tuple[Any, Any]]:
+    """The per-layer ``(keys, values)`` of a transformers cache, across its API versions."""
+    if hasattr(cache, "layers"):  # transformers >= 4.54
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    if hasattr(cache, "key_cache"):
+        return list(zip(cache.key_cache, cache.value_cache))
+    return [(keys, values) for keys, values in cache]  # legacy tuples
+
+
 class ReflectionModel(BaseChatModel):
     """A local Hugging Face causal LM (optionally with a LoRA adapter) as a LangChain chat model.
 
@@ -111,6 +121,13 @@ class ReflectionModel(BaseChatModel):
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass.")
     batch_size: int = Field(default=16, ge=1, description="Inputs per padded generate call.")
+    ragged_prefill: bool = Field(
+        default=True,
+        description=(
+            "In a batch of prompts of different lengths, read each prompt on its own (no "
+            "padding) and decode them together from one left-padded cache."
+        ),
+    )
     stop_strings: list[str] = Field(
         default_factory=lambda: [REWRITE_CLOSE],
         description="Generation ends once one of these is produced; it is kept in the output.",
@@ -331,7 +348,13 @@ class ReflectionModel(BaseChatModel):
                 add_special_tokens=False,
             ).to(device)
             with self._lock, torch.inference_mode():
-                out = self._model.generate(**enc, **gen_kwargs)
+                cache = self._ragged_prefill(enc) if self.ragged_prefill else None
+                if cache is None:
+                    out = self._model.generate(**enc, **gen_kwargs)
+                else:
+                    with warnings.catch_warnings():  # newer transformers name it `cache`
+                        warnings.filterwarnings("ignore", ".*past_key_values", FutureWarning)
+                        out = self._model.generate(**enc, **gen_kwargs, past_key_values=cache)
             new_tokens = out[:, enc["input_ids"].shape[1] :]
             for row, i in enumerate(rows):
                 ids = new_tokens[row]
@@ -353,6 +376,52 @@ class ReflectionModel(BaseChatModel):
                     },
                 )
         return [r for r in results if r is not None]
+
+    def _ragged_prefill(self, enc: Any) -> Any:
+        """Read each left-padded prompt of ``enc`` but its last token on its own; batch the cache.
+
+        A padded batch spends prefill compute on padding: with prompts of 300 to 700 tokens, as
+        the reflection prompts are, half the rows' prefill can be padding, and on a CPU prefill
+        is compute-bound, so that waste is paid in full. Reading each prompt alone costs no
+        more per token, and the caches, left-padded with zeros that the attention mask hides
+        (as the padded tokens' entries would be), let ``generate`` decode all rows together
+        from the last prompt token on. Positions match: each row's cached keys carry positions
+        ``0..n-2`` and ``generate`` derives the last token's position from the attention mask.
+
+        Returns:
+            A cache for ``generate(past_key_values=...)``, or None when the rows have equal
+            lengths (nothing to gain) or the model's cache cannot be rebuilt this way.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        lengths = enc["attention_mask"].sum(dim=1).tolist()
+        if len(lengths) < 2 or min(lengths) == max(lengths) or min(lengths) < 2:
+            return None
+        layer_types = getattr(getattr(self._model, "config", None), "layer_types", None) or []
+        if any(kind != "full_attention" for kind in layer_types):  # sliding windows: pad
+            return None
+        width = enc["input_ids"].shape[1] - 1  # the cache covers all but the last position
+        layers: list[tuple[list[Any], list[Any]]] = []
+        try:
+            for row, n in enumerate(lengths):
+                ids = enc["input_ids"][row : row + 1, width + 1 - n : width]  # real tokens
+                try:
+                    out = self._model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                except TypeError:  # models without logits_to_keep
+                    out = self._model(input_ids=ids, use_cache=True)
+                pad = width - (n - 1)
+                for i, (keys, values) in enumerate(_cache_tensors(out.past_key_values)):
+                    if len(layers) <= i:
+                        layers.append(([], []))
+                    layers[i][0].append(torch.nn.functional.pad(keys, (0, 0, pad, 0)))
+                    layers[i][1].append(torch.nn.functional.pad(values, (0, 0, pad, 0)))
+            cache = DynamicCache()
+            for i, (keys, values) in enumerate(layers):
+                cache.update(torch.cat(keys), torch.cat(values), i)
+        except (AttributeError, TypeError, ValueError):  # an unfamiliar cache: pad instead
+            return None
+        return cache
 
     def _generate(
         self,
