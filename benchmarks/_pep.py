@@ -57,12 +57,13 @@ def pep_store(questions: list[dict], embeddings: Any = None) -> UserHistoryStore
 
 
 def load_smollm2(
-    adapter: bool | None, max_new_tokens: int, batch_size: int = 16
+    adapter: bool | str | None, max_new_tokens: int, batch_size: int = 16
 ) -> tuple[Any, str]:
     """SmolLM2-135M-Instruct (offline), with the bundled adapter when asked and shipped.
 
     Args:
         adapter: False: the base model. None: the bundled adapter when the package ships one.
+            A path: that LoRA adapter.
 
     Returns:
         The model and a description of which weights it holds.
@@ -70,6 +71,11 @@ def load_smollm2(
     from langchain_rpo import assets
     from langchain_rpo.reflection import ReflectionModel
 
+    if isinstance(adapter, str):
+        model = ReflectionModel.from_pretrained(
+            adapter=adapter, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+        return model, f"SmolLM2-135M-Instruct + adapter {adapter}"
     bundled = assets.bundled_adapter_path()
     use = adapter is not False and bundled is not None
     model = ReflectionModel.from_pretrained(

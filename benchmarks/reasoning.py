@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: A
     parser.add_argument(
         "--base", action="store_true", help="Use the base model even when an adapter is bundled."
     )
+    parser.add_argument(
+        "--adapter", default=None, help="A LoRA adapter folder (default: the bundled one, if any)."
+    )
     args = parser.parse_args(argv)
 
     from langchain_rpo.prompts import build_reflection_messages
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: A
     questions = pep_questions("dev", args.n)
     if reflection is None:
         reflection, which = load_smollm2(
-            adapter=False if args.base else None, max_new_tokens=args.max_new_tokens
+            adapter=False if args.base else args.adapter, max_new_tokens=args.max_new_tokens
         )
     else:
         which = f"injected {type(reflection.model).__name__}"
