@@ -208,6 +208,13 @@ class ModelSet:
         self._reflection = reflection
         self._reflection_base = reflection_base
         self._embeddings = embeddings
+        # Settings name the models given in, else the config: the same before and after loading.
+        self._given = {
+            "base": base,
+            "reflection": reflection,
+            "reflection_base": reflection_base,
+            "embeddings": embeddings,
+        }
         self.adapter = self._resolve_adapter()
 
     def _resolve_adapter(self) -> str | None:
@@ -225,8 +232,8 @@ class ModelSet:
     # -- what the answers depend on (computed without loading anything) ----------------------
     def base_settings(self) -> dict[str, Any]:
         """The base model's identity and budget."""
-        if self._base is not None:
-            return model_signature(self._base)
+        if self._given["base"] is not None:
+            return model_signature(self._given["base"])
         return {
             "model": self.config.base_model or _DEFAULT_MODEL_NAME,
             "max_new_tokens": self.spec.max_new_tokens,
@@ -234,11 +241,11 @@ class ModelSet:
 
     def reflection_settings(self, with_adapter: bool) -> dict[str, Any]:
         """The reflection model's identity (with or without the adapter) and budget."""
-        if with_adapter and self._reflection is not None:
-            return model_signature(self._reflection)
+        if with_adapter and self._given["reflection"] is not None:
+            return model_signature(self._given["reflection"])
         adapter = self.adapter if with_adapter else None
-        if adapter is None and self._reflection_base is not None:
-            return model_signature(self._reflection_base)
+        if adapter is None and self._given["reflection_base"] is not None:
+            return model_signature(self._given["reflection_base"])
         model = self.config.reflection_model or self.config.base_model or _DEFAULT_MODEL_NAME
         return {
             "model": model,
@@ -248,8 +255,8 @@ class ModelSet:
 
     def embedding_settings(self) -> str:
         """The dense store's embedding model name."""
-        if self._embeddings is not None:
-            return type(self._embeddings).__name__
+        if self._given["embeddings"] is not None:
+            return type(self._given["embeddings"]).__name__
         return self.config.embedding_model or "all-MiniLM-L6-v2 (packaged default)"
 
     # -- the models ------------------------------------------------------------------------
