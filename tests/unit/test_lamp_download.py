@@ -14,6 +14,13 @@ import pytest
 from langchain_rpo.cli import main
 from langchain_rpo.lamp.download import BASE_URL_ENV, DownloadError, download_file, file_urls
 
+# Sockets stay disabled (pytest-socket) except for connections to the local fixture server.
+pytestmark = [
+    pytest.mark.local_http,
+    pytest.mark.enable_socket,
+    pytest.mark.allow_hosts(["127.0.0.1"]),
+]
+
 QUESTIONS = json.dumps(
     [
         {
@@ -116,9 +123,6 @@ def _download(server: FixtureServer, dest: Path, *extra: str) -> int:
     )  # fmt: skip
 
 
-@pytest.mark.local_http
-@pytest.mark.enable_socket
-@pytest.mark.allow_hosts(["127.0.0.1"])
 def test_download_fetches_and_validates_both_files(
     server: FixtureServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -136,9 +140,6 @@ def test_download_fetches_and_validates_both_files(
     assert len(server.ranges) == requests
 
 
-@pytest.mark.local_http
-@pytest.mark.enable_socket
-@pytest.mark.allow_hosts(["127.0.0.1"])
 def test_interrupted_download_resumes_with_a_range_request(
     server: FixtureServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -159,9 +160,6 @@ def test_interrupted_download_resumes_with_a_range_request(
     assert not part.exists()
 
 
-@pytest.mark.local_http
-@pytest.mark.enable_socket
-@pytest.mark.allow_hosts(["127.0.0.1"])
 def test_server_ignoring_range_gets_the_whole_file_again(
     server: FixtureServer, tmp_path: Path
 ) -> None:
@@ -172,9 +170,6 @@ def test_server_ignoring_range_gets_the_whole_file_again(
     assert dest.read_bytes() == OUTPUTS
 
 
-@pytest.mark.local_http
-@pytest.mark.enable_socket
-@pytest.mark.allow_hosts(["127.0.0.1"])
 def test_complete_part_file_is_finished_on_416(server: FixtureServer, tmp_path: Path) -> None:
     dest = tmp_path / "dev_outputs.json"
     (tmp_path / ".dev_outputs.json.part").write_bytes(OUTPUTS)
@@ -182,9 +177,6 @@ def test_complete_part_file_is_finished_on_416(server: FixtureServer, tmp_path: 
     assert dest.read_bytes() == OUTPUTS
 
 
-@pytest.mark.local_http
-@pytest.mark.enable_socket
-@pytest.mark.allow_hosts(["127.0.0.1"])
 def test_missing_file_is_a_clear_error(server: FixtureServer, tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="HTTP 404.*--base-url"):
         download_file(
@@ -193,9 +185,6 @@ def test_missing_file_is_a_clear_error(server: FixtureServer, tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.local_http
-@pytest.mark.enable_socket
-@pytest.mark.allow_hosts(["127.0.0.1"])
 def test_downloaded_files_are_validated(
     server: FixtureServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
