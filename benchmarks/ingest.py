@@ -6,15 +6,17 @@ Run from the repository root::
     python -m benchmarks.ingest --texts 16 --repeats 1   # seconds (smoke test)
 
 The texts are PEP profile items (title and abstract, as the LaMP harness indexes them), the
-first ``--texts`` distinct ones of the bundled set. Variants, on the same loaded
-all-MiniLM-L6-v2 and the same texts, interleaved (A B, B A, ...) after one warm-up round:
+first ``--texts`` distinct ones of the bundled set, ingested in calls of ``--chunk`` texts.
+Variants, on the same loaded all-MiniLM-L6-v2 and the same texts, alternate call by call (chunk
+1: A B C, chunk 2: B C A, ...), so a burst of load from other processes hits them alike; a
+round sends every text through every variant, after one warm-up round:
 
 - **raw encode**: ``SentenceTransformer.encode(texts)`` with its defaults, what a user would
   call to embed the texts by hand (nothing stored);
-- **store.add_texts**: ``UserHistoryStore.add_texts(user, texts)`` into a fresh store: embedding,
-  normalisation, ids, the JSON docstore and the FAISS index;
-- **store.add_texts, per user** (for reference): the same texts spread over users as in the data
-  (one ``add_texts`` call per user), the shape of a real import; smaller calls batch less.
+- **store.add_texts**: ``UserHistoryStore.add_texts(user, chunk)`` into a store (fresh each
+  round): embedding, normalisation, ids, the JSON docstore and the FAISS index;
+- **store.add_texts, per user** (for reference): each chunk's texts split by their user in the
+  data (one ``add_texts`` call per user), the shape of a real import; smaller calls batch less.
 
 The ratio is items/s of the store over items/s of the raw encode, per round, summarised by
 the median.
@@ -25,12 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import defaultdict
 from typing import Any
 
 from benchmarks._common import (
     fmt_s,
-    interleave,
     p50,
     print_footer,
     print_header,
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None, *, embeddings: Any = None) -> int:
     parser.add_argument("--texts", type=int, default=128, help="Texts ingested per run.")
     parser.add_argument("--repeats", type=int, default=3, help="Interleaved rounds.")
     parser.add_argument(
+        "--chunk", type=int, default=32, help="Texts per call (the variants alternate per call)."
+    )
+    parser.add_argument(
         "--no-per-user", action="store_true", help="Skip the per-user reference variant."
     )
     args = parser.parse_args(argv)
@@ -93,27 +98,50 @@ def main(argv: list[str] | None = None, *, embeddings: Any = None) -> int:
             f"mean {sum(map(len, texts)) / len(texts):.0f} chars, {len(by_user)} users",
             "raw encode": "model.encode(texts) (defaults: batch_size=32)",
             "store": f"add_texts (embeddings batch_size={embeddings.batch_size}, normalised)",
+            "calls": f"chunks of {args.chunk} texts, the variants alternating call by call",
             "rounds": args.repeats,
             "torch threads": torch.get_num_threads(),
         },
         packages=["torch", "sentence-transformers", "faiss-cpu"],
     )
 
-    def raw() -> None:
-        model.encode(texts)
+    chunks = [pairs[i : i + args.chunk] for i in range(0, len(pairs), args.chunk)]
 
-    def store_one_call() -> None:
-        UserHistoryStore(embeddings).add_texts("user", texts)
+    def raw(chunk: list[tuple[str, str]], _: dict) -> None:
+        model.encode([t for _, t in chunk])
 
-    def store_per_user() -> None:
-        store = UserHistoryStore(embeddings)
-        for user, user_texts in by_user.items():
-            store.add_texts(user, user_texts)
+    def store_one_call(chunk: list[tuple[str, str]], stores: dict) -> None:
+        stores["one"].add_texts("user", [t for _, t in chunk])
+
+    def store_per_user(chunk: list[tuple[str, str]], stores: dict) -> None:
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for user, text in chunk:
+            grouped[user].append(text)
+        for user, user_texts in grouped.items():
+            stores["per_user"].add_texts(user, user_texts)
 
     variants = {"raw encode": raw, "store.add_texts": store_one_call}
     if not args.no_per_user:
         variants["store.add_texts, per user"] = store_per_user
-    times = interleave(variants, args.repeats, warmup=1)
+    names = list(variants)
+
+    def one_round(r: int) -> dict[str, float]:
+        """All texts through every variant, chunk by chunk, the order rotating per chunk."""
+        stores = {"one": UserHistoryStore(embeddings), "per_user": UserHistoryStore(embeddings)}
+        total = dict.fromkeys(names, 0.0)
+        for c, chunk in enumerate(chunks):
+            shift = (c + r) % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                variants[name](chunk, stores)
+                total[name] += time.perf_counter() - start
+        return total
+
+    one_round(0)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(args.repeats):
+        for name, seconds in one_round(r).items():
+            times[name].append(seconds)
 
     n = len(texts)
     rows = [

@@ -86,7 +86,7 @@ def test_ingest_smoke(capsys) -> None:
 
     embeddings = SentenceTransformerEmbeddings("fake-model")
     embeddings._model = FakeSentenceTransformer()
-    assert ingest.main(["--texts", "6", "--repeats", "1"], embeddings=embeddings) == 0
+    assert ingest.main(["--texts", "6", "--repeats", "2", "--chunk", "2"], embeddings=embeddings) == 0
     out = capsys.readouterr().out
     assert "store.add_texts / raw encode" in out and "target >= 0.9x" in out
 
