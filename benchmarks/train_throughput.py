@@ -2,14 +2,14 @@
 
 Run from the repository root (needs the ``train`` extra)::
 
-    python -m benchmarks.train_throughput                 # 3 optimizer steps per run, 2 rounds
+    python -m benchmarks.train_throughput                 # 5 optimizer steps per run, 2 rounds
     python -m benchmarks.train_throughput --steps 1 --records 4 --rounds 1   # smoke test
 
 Both variants train SmolLM2-135M-Instruct (offline, float32, CPU) with the same LoRA and
 trainer settings, read from the CPU recipe ``training/recipes/sft_smollm2_135m_cpu.yaml``
-(LoRA r 16 on all projections, max length 1024, completion-only loss), with the batch set by
-``--batch-size`` and ``--grad-accum`` (2 x 1 by default, to fit a 2-core budget; the recipe's
-4 x 2 takes minutes a step there), for ``--steps`` optimizer steps on the same records:
+(LoRA r 16 on the projections of the layers the recipe names, its batch and accumulation,
+max length 1024, completion-only loss; ``--batch-size``, ``--grad-accum`` and ``--lora-layers``
+override them for both), for ``--steps`` optimizer steps on the same records:
 
 - **training/sft.py**: ``training.sft.main(["--config", recipe, ...])``, the script itself;
 - **bare TRL**: ``SFTTrainer(model, SFTConfig, train_dataset, processing_class, peft_config=
@@ -181,12 +181,12 @@ def run_bare(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=3, help="Optimizer steps per run.")
+    parser.add_argument("--steps", type=int, default=5, help="Optimizer steps per run.")
     parser.add_argument(
-        "--batch-size", type=int, default=2, help="Per-device batch (recipe: 4), both variants."
+        "--batch-size", type=int, default=None, help="Per-device batch (default: the recipe's)."
     )
     parser.add_argument(
-        "--grad-accum", type=int, default=1, help="Accumulation steps (recipe: 2), both variants."
+        "--grad-accum", type=int, default=None, help="Accumulation steps (default: the recipe's)."
     )
     parser.add_argument("--rounds", type=int, default=2, help="Interleaved rounds.")
     parser.add_argument("--records", type=int, default=64, help="Records when building them here.")
@@ -205,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     recipe = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
+    args.batch_size = args.batch_size or recipe["per_device_train_batch_size"]
+    args.grad_accum = args.grad_accum or recipe["gradient_accumulation_steps"]
     recipe.update(
         per_device_train_batch_size=args.batch_size,
         gradient_accumulation_steps=args.grad_accum,
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"dropout {recipe['lora_dropout']}, {len(recipe['lora_target_modules'])} modules, "
                 f"layers {recipe.get('lora_layers') or 'all'}",
                 "samples per optimizer step": f"{args.batch_size} x {args.grad_accum} = {batch} "
-                "(--batch-size x --grad-accum; the recipe's 4 x 2 is slower than a CPU budget)",
+                "(batch x accumulation)",
                 "max_length": recipe["max_length"],
                 "steps per run": args.steps,
                 "rounds": args.rounds,
