@@ -2,7 +2,7 @@
 
 Run from the repository root (needs the ``train`` extra)::
 
-    python -m benchmarks.train_throughput                 # 5 optimizer steps per run, 2 rounds
+    python -m benchmarks.train_throughput                 # 5 optimizer steps per run, 3 rounds
     python -m benchmarks.train_throughput --steps 1 --records 4 --rounds 1   # smoke test
 
 Both variants train SmolLM2-135M-Instruct (offline, float32, CPU) with the same LoRA and
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grad-accum", type=int, default=None, help="Accumulation steps (default: the recipe's)."
     )
-    parser.add_argument("--rounds", type=int, default=2, help="Interleaved rounds.")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds.")
     parser.add_argument("--records", type=int, default=64, help="Records when building them here.")
     parser.add_argument("--dataset", default=str(DEFAULT_DATASET), help="SFT records (JSONL).")
     parser.add_argument(
