@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.reasoning                 # 6 PEP dev questions, up to 128 new tokens
+    python -m benchmarks.reasoning                 # 16 PEP dev questions, up to 128 new tokens
     python -m benchmarks.reasoning --n 2 --max-new-tokens 8   # seconds (smoke test)
 
 The same reflection model answers the same PEP dev requests (the question's recalled profile
@@ -53,7 +53,7 @@ _REWRITE = re.compile(r"<rewrite>(.*?)</rewrite>", re.DOTALL)
 def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: Any = None) -> int:
     """Run the benchmark; ``reflection`` and ``embeddings`` replace the real models (tests)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=6, help="PEP dev questions.")
+    parser.add_argument("--n", type=int, default=16, help="PEP dev questions.")
     parser.add_argument("--k", type=int, default=4, help="History items recalled.")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="Token cap per answer.")
     parser.add_argument(
