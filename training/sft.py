@@ -43,6 +43,10 @@ class SFTScriptArguments:
     max_records: int | None = field(
         default=None, metadata={"help": "Use the first N records only (smoke runs)."}
     )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={"help": "Continue training this LoRA adapter (None: a fresh LoRA from the recipe)."},
+    )
     lora_layers: list[int] | None = field(
         default=None,
         metadata={
@@ -128,6 +132,12 @@ def train(script_args: SFTScriptArguments, training_args: Any, model_args: Any) 
 
     started = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer(model_args)
+    peft_config = peft_config_for(model_args, script_args.lora_layers)
+    if script_args.init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, script_args.init_adapter, is_trainable=True)
+        peft_config = None
     train_dataset = load_records(script_args.dataset, script_args.max_records)
     eval_dataset = load_records(script_args.eval_dataset) if script_args.eval_dataset else None
     trainer = SFTTrainer(
@@ -136,7 +146,7 @@ def train(script_args: SFTScriptArguments, training_args: Any, model_args: Any) 
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=peft_config_for(model_args, script_args.lora_layers),
+        peft_config=peft_config,
     )
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
