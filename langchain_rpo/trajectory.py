@@ -40,6 +40,9 @@ FIELDS: tuple[str, str, str] = ("preferences", "gaps", "rewrite")
 REWRITE_OPEN = "<rewrite>"
 REWRITE_CLOSE = "</rewrite>"
 
+# The prompt shows the format as "<rewrite>...</rewrite>"; an output that only echoes that
+# placeholder has answered nothing.
+_PLACEHOLDER = re.compile(r"[.\u2026\s]+")
 _BLOCK = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL) for name in FIELDS}
 
 
@@ -68,6 +71,7 @@ class ParseFailure(str, Enum):
     NO_REWRITE = "no_rewrite_block"
     UNCLOSED_REWRITE = "unclosed_rewrite_block"
     EMPTY_REWRITE = "empty_rewrite"
+    PLACEHOLDER_REWRITE = "placeholder_rewrite"
 
 
 class TrajectoryParseError(ValueError):
@@ -135,7 +139,8 @@ def parse(text: str) -> Trajectory:
 
     Raises:
         TrajectoryParseError: With a named :class:`ParseFailure` when there is no usable
-            rewrite (empty output, no block, an unclosed block, or an empty rewrite).
+            rewrite (empty output, no block, an unclosed block, an empty rewrite, or one that
+            only echoes the prompt's ``...`` placeholder).
     """
     if not text or not text.strip():
         raise TrajectoryParseError(ParseFailure.EMPTY_OUTPUT, text)
@@ -146,6 +151,8 @@ def parse(text: str) -> Trajectory:
     rewrite = unescape(rewrites[-1]).strip()
     if not rewrite:
         raise TrajectoryParseError(ParseFailure.EMPTY_REWRITE, text)
+    if _PLACEHOLDER.fullmatch(rewrite):
+        raise TrajectoryParseError(ParseFailure.PLACEHOLDER_REWRITE, text)
     extra = {}
     for name in ("preferences", "gaps"):
         found = _BLOCK[name].findall(text)
@@ -186,7 +193,8 @@ class RewriteStreamExtractor:
     def __init__(self) -> None:
         self._buffer = ""
         self._state = "before"  # before -> inside -> closed
-        self._started = False  # has any non-space rewrite text been emitted?
+        self._started = False  # has any rewrite text been emitted?
+        self._lead = ""  # leading text that is still only the "..." placeholder
 
     @property
     def opened(self) -> bool:
@@ -237,6 +245,12 @@ class RewriteStreamExtractor:
 
     def _emit(self, text: str) -> str:
         if not self._started:
-            text = text.lstrip()
-            self._started = bool(text)
+            # Hold back leading whitespace and dots until real text shows this is no
+            # placeholder echo (which parse() rejects, so it must never reach a user).
+            text = unescape(self._lead + text).lstrip()
+            if _PLACEHOLDER.fullmatch(text) or not text:
+                self._lead = text
+                return ""
+            self._started, self._lead = True, ""
+            return text
         return unescape(text)

@@ -78,16 +78,16 @@ def bar_chart(
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure draws without pyplot, so writing the chart never changes the backend of
+    # the caller's process (a notebook keeps showing its own plots).
+    from matplotlib.figure import Figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     methods = list(results)
     width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(metrics) * max(len(methods), 2) / 2.5, 4.2))
+    fig = Figure(figsize=(1.6 + 1.4 * len(metrics) * max(len(methods), 2) / 2.5, 4.2))
+    ax = fig.subplots()
     for i, method in enumerate(methods):
         xs = [m + (i - (len(methods) - 1) / 2) * width for m in range(len(metrics))]
         values = [results[method][metric] for metric in metrics]
@@ -104,5 +104,4 @@ def bar_chart(
     ax.margins(y=0.15)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import itertools
 
 import pytest
@@ -22,9 +24,11 @@ TAGGY = st.sampled_from(
     ["<rewrite>", "</rewrite>", "<gaps>", "</preferences>", "&lt;", "&amp;", "&", "<", ">", "\n"]
 )
 FIELD = st.lists(st.one_of(st.text(max_size=8), TAGGY), max_size=8).map("".join)
+# A usable rewrite is more than whitespace and the prompt's "..." placeholder.
+REWRITE = FIELD.filter(lambda s: not re.fullmatch(r"[.\u2026\s]*", s))
 
 
-@given(rewrite=FIELD.filter(lambda s: s.strip()), preferences=FIELD, gaps=FIELD)
+@given(rewrite=REWRITE, preferences=FIELD, gaps=FIELD)
 def test_round_trip_survives_tag_like_text(rewrite: str, preferences: str, gaps: str) -> None:
     parsed = parse(render(Trajectory(rewrite=rewrite, preferences=preferences, gaps=gaps)))
     assert parsed == Trajectory(
@@ -32,7 +36,7 @@ def test_round_trip_survives_tag_like_text(rewrite: str, preferences: str, gaps:
     )
 
 
-@given(rewrite=FIELD.filter(lambda s: s.strip()), cuts=st.lists(st.integers(0, 200), max_size=6))
+@given(rewrite=REWRITE, cuts=st.lists(st.integers(0, 200), max_size=6))
 def test_stream_extractor_matches_parse_for_any_split(rewrite: str, cuts: list[int]) -> None:
     text = render(Trajectory(rewrite=rewrite, preferences="p <rewrite>", gaps="g"))
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
@@ -56,6 +60,11 @@ def test_the_last_complete_rewrite_block_is_the_answer() -> None:
         ("<preferences>x</preferences> Just a title", ParseFailure.NO_REWRITE),
         ("<preferences>x</preferences><rewrite>a title cut off", ParseFailure.UNCLOSED_REWRITE),
         ("<rewrite>  </rewrite>", ParseFailure.EMPTY_REWRITE),
+        (
+            "<preferences>...</preferences><gaps>...</gaps><rewrite>...</rewrite>",
+            ParseFailure.PLACEHOLDER_REWRITE,
+        ),
+        ("<rewrite> \u2026 </rewrite>", ParseFailure.PLACEHOLDER_REWRITE),
     ],
 )
 def test_unusable_outputs_fail_with_a_named_reason(text: str, reason: ParseFailure) -> None:
@@ -77,3 +86,11 @@ def test_extractor_flushes_an_unclosed_block_and_ignores_text_after_close() -> N
     done = RewriteStreamExtractor()
     assert done.feed("<rewrite>a</rewrite><rewrite>b</rewrite>") == "a"
     assert done.feed("more") == ""
+
+
+def test_extractor_never_streams_a_placeholder_but_keeps_leading_dots_of_real_text() -> None:
+    echo = RewriteStreamExtractor()
+    assert echo.feed("<rewrite>..") + echo.feed(".</rewrite>") + echo.flush() == ""
+    real = RewriteStreamExtractor()
+    assert real.feed("<rewrite>...") == ""
+    assert real.feed("and more</rewrite>") == "...and more"
