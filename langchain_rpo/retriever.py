@@ -27,7 +27,7 @@ from typing_extensions import override
 
 from langchain_rpo.history import UserHistoryStore
 
-__all__ = ["HistoryRetriever"]
+__all__ = ["HistoryRetriever", "user_id_spec"]
 
 # Keywords that BaseRetriever.invoke itself reads and then forwards to _get_relevant_documents.
 _FORWARDED_BY_BASE = frozenset({"verbose"})
@@ -37,6 +37,22 @@ def _configured_user_id(config: RunnableConfig | None) -> Any:
     # ensure_config also picks up the config of an enclosing runnable (context variable), so a
     # retriever called inside a chain step without an explicit config still sees the user.
     return (ensure_config(config).get("configurable") or {}).get("user_id")
+
+
+def user_id_spec(default: str | None = None) -> ConfigurableFieldSpec:
+    """The ``user_id`` config field, declared alike by every runnable of this package.
+
+    One spec for all, so a chain holding several of them advertises one consistent field (as
+    LangChain's own history runnables declare ``session_id``).
+    """
+    return ConfigurableFieldSpec(
+        id="user_id",
+        annotation=str,
+        name="User ID",
+        description="The user whose history is recalled (config['configurable']['user_id']).",
+        default=default,
+        is_shared=True,
+    )
 
 
 class HistoryRetriever(BaseRetriever):
@@ -65,14 +81,7 @@ class HistoryRetriever(BaseRetriever):
         # Declared like RunnableWithMessageHistory does, so chains advertise the user id.
         return [
             *super().config_specs,
-            ConfigurableFieldSpec(
-                id="user_id",
-                annotation=str,
-                name="User ID",
-                description="The user whose history is searched.",
-                default=self.user_id,
-                is_shared=True,
-            ),
+            user_id_spec(self.user_id),
         ]
 
     @override

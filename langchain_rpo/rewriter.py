@@ -35,7 +35,7 @@ from pydantic import ConfigDict, Field
 
 from langchain_rpo.history import UserHistoryStore
 from langchain_rpo.prompts import build_reflection_messages
-from langchain_rpo.retriever import HistoryRetriever
+from langchain_rpo.retriever import HistoryRetriever, user_id_spec
 from langchain_rpo.trajectory import RewriteStreamExtractor, try_parse
 
 __all__ = ["RPO_METADATA_KEY", "FallbackReason", "RPORewriter"]
@@ -135,16 +135,7 @@ class RPORewriter(RunnableSerializable[Any, Any]):
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
         """Declare ``user_id``, as LangChain's own history runnables do."""
-        return [
-            ConfigurableFieldSpec(
-                id="user_id",
-                annotation=str,
-                name="User ID",
-                description="The user whose history personalizes the answer.",
-                default=None,
-                is_shared=True,
-            )
-        ]
+        return [user_id_spec()]
 
     # ------------------------------------------------------------------ pure steps
 
