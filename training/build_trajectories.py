@@ -46,7 +46,16 @@ from tqdm.auto import tqdm
 from langchain_rpo.lamp.data import Question
 from langchain_rpo.lamp.tasks import TaskSpec
 from langchain_rpo.trajectory import Trajectory, render, try_parse
-from training.data import Recall, recall_cache_path, Split, load_embeddings, load_split, reflection_prompt, zero_drafts
+from training.data import (
+    DataArguments,
+    Recall,
+    recall_cache_path,
+    Split,
+    load_embeddings,
+    load_split,
+    reflection_prompt,
+    zero_drafts,
+)
 from training.rewards import task_score
 
 __all__ = [
@@ -221,7 +230,9 @@ def describe_gaps(spec: TaskSpec, outputs: Sequence[str], draft: str) -> str:
         return "no evidence"
     if spec.kind != "generation":
         top, _ = label_traits(outputs)[0]
-        return "none measured" if draft.strip() == top else f"draft {draft.strip()}, past mostly {top}"
+        return (
+            "none measured" if draft.strip() == top else f"draft {draft.strip()}, past mostly {top}"
+        )
     t = text_traits(outputs)
     d = text_traits([draft])
     gaps = []
@@ -238,7 +249,9 @@ def describe_gaps(spec: TaskSpec, outputs: Sequence[str], draft: str) -> str:
     return "; ".join(gaps) or "none measured"
 
 
-def offline_trajectory(spec: TaskSpec, items: Sequence[dict[str, Any]], draft: str, gold: str) -> Trajectory:
+def offline_trajectory(
+    spec: TaskSpec, items: Sequence[dict[str, Any]], draft: str, gold: str
+) -> Trajectory:
     """The teacher-free trajectory: measured preferences and gaps, and the gold as the rewrite.
 
     >>> from langchain_rpo.lamp.tasks import get_task
@@ -269,13 +282,18 @@ TEACHER_INSTRUCTIONS = (
 )
 
 
-def teacher_messages(query: str, draft: str, items: Sequence[str], gold: str) -> list[tuple[str, str]]:
+def teacher_messages(
+    query: str, draft: str, items: Sequence[str], gold: str
+) -> list[tuple[str, str]]:
     """Return the teacher's prompt as ``(role, content)`` pairs (any LangChain chat model)."""
     example = render(Trajectory(rewrite="...", preferences="...", gaps="..."))
     history = "\n".join(f"{i}. {item}" for i, item in enumerate(items, 1)) or "(none)"
     return [
         ("system", TEACHER_INSTRUCTIONS + example),
-        ("human", f"Request:\n{query}\n\nDraft:\n{draft}\n\nPast items:\n{history}\n\nGold:\n{gold}"),
+        (
+            "human",
+            f"Request:\n{query}\n\nDraft:\n{draft}\n\nPast items:\n{history}\n\nGold:\n{gold}",
+        ),
     ]
 
 
@@ -290,17 +308,12 @@ def _load_object(path: str) -> Any:
 
 
 @dataclass
-class BuildConfig:
-    """Settings of ``build_trajectories``."""
+class BuildConfig(DataArguments):
+    """Settings of ``build_trajectories`` (the shared data settings: :class:`DataArguments`)."""
 
     questions: str = field(metadata={"help": "LaMP {split}_questions.json (a train split)."})
     outputs: str = field(metadata={"help": "LaMP {split}_outputs.json (the golds)."})
     out: str = field(metadata={"help": "Output JSONL of SFT records."})
-    drafts_dir: str = field(
-        default="runs/train_zero",
-        metadata={"help": "Harness output folder caching the base model's zero-shot drafts."},
-    )
-    task: str | None = field(default=None, metadata={"help": "Task (default: the outputs file's)."})
     source: str = field(
         default="offline", metadata={"help": "offline (measured evidence) or teacher."}
     )
@@ -309,21 +322,12 @@ class BuildConfig:
         metadata={"help": "The teacher chat model as module:attribute (an instance or factory)."},
     )
     threshold: float = field(
-        default=0.5, metadata={"help": "Teacher records are kept when their rewrite scores >= this."}
+        default=0.5,
+        metadata={"help": "Teacher records are kept when their rewrite scores >= this."},
     )
     k: list[int] = field(
         default_factory=lambda: [4],
         metadata={"help": "Items recalled per record; one record per question and k."},
-    )
-    limit: int | None = field(default=None, metadata={"help": "First N questions only."})
-    max_item_chars: int = field(
-        default=400, metadata={"help": "Cut an item's long field (as rpo eval --max-item-chars)."}
-    )
-    base_model: str | None = field(
-        default=None, metadata={"help": "Base model of the drafts (default: packaged SmolLM2)."}
-    )
-    embedding_model: str | None = field(
-        default=None, metadata={"help": "Store embeddings (default: all-MiniLM-L6-v2, offline)."}
     )
     batch_size: int = field(default=8, metadata={"help": "Questions per draft/teacher batch."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda... for the drafts."})

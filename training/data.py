@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,42 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
-__all__ = ["Split", "load_split", "zero_drafts", "Recall", "reflection_prompt", "rewriter_limits", "load_embeddings", "recall_cache_path"]
+__all__ = [
+    "DataArguments",
+    "Split",
+    "load_split",
+    "zero_drafts",
+    "Recall",
+    "reflection_prompt",
+    "rewriter_limits",
+    "load_embeddings",
+    "recall_cache_path",
+]
+
+
+@dataclass(kw_only=True)
+class DataArguments:
+    """Data settings shared by ``build_trajectories`` and ``grpo``: where the drafts are cached,
+    which task, how much of the split, and the models that draft and recall.
+
+    Keyword-only, so each script's own required fields may follow these defaulted ones.
+    """
+
+    task: str | None = field(default=None, metadata={"help": "Task (default: the outputs file's)."})
+    drafts_dir: str = field(
+        default="runs/train_zero",
+        metadata={"help": "Harness output folder caching the base model's zero-shot drafts."},
+    )
+    limit: int | None = field(default=None, metadata={"help": "First N questions only."})
+    max_item_chars: int = field(
+        default=400, metadata={"help": "Cut an item's long field (as rpo eval --max-item-chars)."}
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "Base model of the drafts (default: packaged SmolLM2)."}
+    )
+    embedding_model: str | None = field(
+        default=None, metadata={"help": "Store embeddings (default: all-MiniLM-L6-v2, offline)."}
+    )
 
 
 @dataclass
@@ -188,7 +223,9 @@ class Recall:
 
     def rendered(self, question: Question, k: int) -> list[str]:
         """Return the recalled items as the reflection prompt shows them."""
-        return [self.spec.render_item(item, self.max_item_chars) for item in self.items(question, k)]
+        return [
+            self.spec.render_item(item, self.max_item_chars) for item in self.items(question, k)
+        ]
 
 
 def recall_cache_path(drafts_dir: str | Path, spec: TaskSpec, embedding_model: str | None) -> Path:

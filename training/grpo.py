@@ -27,7 +27,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.data import Recall, recall_cache_path, Split, load_embeddings, load_split, reflection_prompt, zero_drafts
+from training.data import (
+    DataArguments,
+    Recall,
+    recall_cache_path,
+    Split,
+    load_embeddings,
+    load_split,
+    reflection_prompt,
+    zero_drafts,
+)
 from training.rewards import CurriculumStage, curriculum, make_reward_funcs
 from training.sft import load_model_and_tokenizer, peft_config_for, save_run
 
@@ -35,7 +44,7 @@ __all__ = ["GRPOScriptArguments", "stage_dataset", "stage_rewards", "train", "ma
 
 
 @dataclass
-class GRPOScriptArguments:
+class GRPOScriptArguments(DataArguments):
     """Data and curriculum settings of the GRPO script (the model and LoRA: TRL's ``ModelConfig``)."""
 
     questions: str = field(
@@ -46,14 +55,11 @@ class GRPOScriptArguments:
         default="langchain_rpo/data/pep_titles/train_outputs.json",
         metadata={"help": "LaMP {split}_outputs.json (the golds the reward scores against)."},
     )
-    task: str | None = field(default=None, metadata={"help": "Task (default: the outputs file's)."})
-    drafts_dir: str = field(
-        default="runs/train_zero",
-        metadata={"help": "Harness output folder caching the base model's zero-shot drafts."},
-    )
     sft_adapter: str | None = field(
         default=None,
-        metadata={"help": "The SFT LoRA adapter to start from (None: a fresh LoRA from the recipe)."},
+        metadata={
+            "help": "The SFT LoRA adapter to start from (None: a fresh LoRA from the recipe)."
+        },
     )
     curriculum_ks: list[int] = field(
         default_factory=lambda: [1, 2, 4, 8],
@@ -62,16 +68,6 @@ class GRPOScriptArguments:
     steps_per_stage: list[int] = field(
         default_factory=lambda: [10],
         metadata={"help": "Optimizer steps per stage (one value for all, or one per stage)."},
-    )
-    limit: int | None = field(default=None, metadata={"help": "First N questions only."})
-    max_item_chars: int = field(
-        default=400, metadata={"help": "Cut an item's long field (as rpo eval --max-item-chars)."}
-    )
-    base_model: str | None = field(
-        default=None, metadata={"help": "Base model of the drafts (default: packaged SmolLM2)."}
-    )
-    embedding_model: str | None = field(
-        default=None, metadata={"help": "Store embeddings (default: all-MiniLM-L6-v2, offline)."}
     )
 
 
@@ -121,7 +117,9 @@ def train(
     from trl import GRPOTrainer
 
     started = time.perf_counter()
-    split = load_split(script_args.questions, script_args.outputs, script_args.task, script_args.limit)
+    split = load_split(
+        script_args.questions, script_args.outputs, script_args.task, script_args.limit
+    )
     drafts = zero_drafts(
         script_args.questions, script_args.outputs, script_args.drafts_dir, task=script_args.task,
         limit=script_args.limit, base_model=base_model, base_model_path=script_args.base_model,
@@ -175,7 +173,9 @@ def train(
             }
         )
         shown = ", ".join(f"{key}={value:.4f}" for key, value in rewards.items())
-        print(f"GRPO stage {stage.index} (k={stage.k}, {stage.steps} steps): {shown}", file=sys.stderr)
+        print(
+            f"GRPO stage {stage.index} (k={stage.k}, {stage.steps} steps): {shown}", file=sys.stderr
+        )
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     metrics = {
@@ -185,7 +185,11 @@ def train(
     }
     save_run(
         output_dir,
-        {"script": asdict(script_args), "model": asdict(model_args), "training": training_args.to_dict()},
+        {
+            "script": asdict(script_args),
+            "model": asdict(model_args),
+            "training": training_args.to_dict(),
+        },
         metrics,
         [],
     )
