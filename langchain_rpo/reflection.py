@@ -7,8 +7,9 @@ behind an OpenAI-compatible endpoint) can take its place in :class:`~langchain_r
 
 What this class adds to :class:`~langchain_core.language_models.BaseChatModel`:
 
-- ``batch`` runs one left-padded ``generate`` call per ``batch_size`` inputs instead of one
-  call per input in threads (the base class's default), with a callback run per input;
+- ``batch`` decodes ``batch_size`` inputs together (:mod:`langchain_rpo.batched_decoding`)
+  instead of one call per input in threads (the base class's default), with a callback run
+  per input;
 - ``stream`` yields text as ``generate`` produces it (a ``TextIteratorStreamer`` fed from a
   worker thread);
 - greedy decoding by default, so outputs are deterministic;
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,15 +87,6 @@ def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _cache_tensors(cache: Any) -> list[tuple[Any, Any]]:
-    """The per-layer ``(keys, values)`` of a transformers cache, across its API versions."""
-    if hasattr(cache, "layers"):  # transformers >= 4.54
-        return [(layer.keys, layer.values) for layer in cache.layers]
-    if hasattr(cache, "key_cache"):
-        return list(zip(cache.key_cache, cache.value_cache))
-    return [(keys, values) for keys, values in cache]  # legacy tuples
-
-
 class ReflectionModel(BaseChatModel):
     """A local Hugging Face causal LM (optionally with a LoRA adapter) as a LangChain chat model.
 
@@ -120,12 +111,14 @@ class ReflectionModel(BaseChatModel):
     do_sample: bool = Field(default=False, description="Sample instead of greedy decoding.")
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass.")
-    batch_size: int = Field(default=16, ge=1, description="Inputs per padded generate call.")
+    batch_size: int = Field(default=16, ge=1, description="Inputs decoded together.")
     ragged_prefill: bool = Field(
         default=True,
         description=(
-            "In a batch of prompts of different lengths, read each prompt on its own (no "
-            "padding) and decode them together from one left-padded cache."
+            "In a batch, read each prompt on its own (no padding; a prefix all prompts share "
+            "is read once) and decode the rows together from one pre-allocated cache, each "
+            "row leaving the batch when it stops (langchain_rpo.batched_decoding). False: "
+            "one padded generate call per batch."
         ),
     )
     stop_strings: list[str] = Field(
@@ -315,10 +308,10 @@ class ReflectionModel(BaseChatModel):
         stop: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        """Generate one answer per message list, in padded batches of ``batch_size``.
+        """Generate one answer per message list, ``batch_size`` at a time, decoded together.
 
-        Inputs are sorted by length so each padded batch wastes little, and answers come back in
-        input order.
+        Inputs are sorted by length so prompts of similar lengths share a batch, and answers
+        come back in input order.
 
         Args:
             batch: The conversations to answer.
@@ -330,6 +323,8 @@ class ReflectionModel(BaseChatModel):
             One ``AIMessage`` per conversation, with token usage and the finish reason.
         """
         import torch
+
+        from langchain_rpo.batched_decoding import can_decode_together, decode_together
 
         self._require_model()
         tok = self._tokenizer
@@ -348,14 +343,17 @@ class ReflectionModel(BaseChatModel):
                 add_special_tokens=False,
             ).to(device)
             with self._lock, torch.inference_mode():
-                cache = self._ragged_prefill(enc) if self.ragged_prefill else None
-                if cache is None:
-                    out = self._model.generate(**enc, **gen_kwargs)
+                if self.ragged_prefill and can_decode_together(self._model, enc["attention_mask"]):
+                    new_tokens = decode_together(
+                        self._model,
+                        tok,
+                        enc["input_ids"],
+                        enc["attention_mask"],
+                        gen_kwargs["generation_config"],
+                    )
                 else:
-                    with warnings.catch_warnings():  # newer transformers name it `cache`
-                        warnings.filterwarnings("ignore", ".*past_key_values", FutureWarning)
-                        out = self._model.generate(**enc, **gen_kwargs, past_key_values=cache)
-            new_tokens = out[:, enc["input_ids"].shape[1] :]
+                    out = self._model.generate(**enc, **gen_kwargs)
+                    new_tokens = out[:, enc["input_ids"].shape[1] :]
             for row, i in enumerate(rows):
                 ids = new_tokens[row]
                 n_out = int((ids != tok.pad_token_id).sum())
@@ -376,52 +374,6 @@ class ReflectionModel(BaseChatModel):
                     },
                 )
         return [r for r in results if r is not None]
-
-    def _ragged_prefill(self, enc: Any) -> Any:
-        """Read each left-padded prompt of ``enc`` but its last token on its own; batch the cache.
-
-        A padded batch spends prefill compute on padding: with prompts of 300 to 700 tokens, as
-        the reflection prompts are, half the rows' prefill can be padding, and on a CPU prefill
-        is compute-bound, so that waste is paid in full. Reading each prompt alone costs no
-        more per token, and the caches, left-padded with zeros that the attention mask hides
-        (as the padded tokens' entries would be), let ``generate`` decode all rows together
-        from the last prompt token on. Positions match: each row's cached keys carry positions
-        ``0..n-2`` and ``generate`` derives the last token's position from the attention mask.
-
-        Returns:
-            A cache for ``generate(past_key_values=...)``, or None when the rows have equal
-            lengths (nothing to gain) or the model's cache cannot be rebuilt this way.
-        """
-        import torch
-        from transformers import DynamicCache
-
-        lengths = enc["attention_mask"].sum(dim=1).tolist()
-        if len(lengths) < 2 or min(lengths) == max(lengths) or min(lengths) < 2:
-            return None
-        layer_types = getattr(getattr(self._model, "config", None), "layer_types", None) or []
-        if any(kind != "full_attention" for kind in layer_types):  # sliding windows: pad
-            return None
-        width = enc["input_ids"].shape[1] - 1  # the cache covers all but the last position
-        layers: list[tuple[list[Any], list[Any]]] = []
-        try:
-            for row, n in enumerate(lengths):
-                ids = enc["input_ids"][row : row + 1, width + 1 - n : width]  # real tokens
-                try:
-                    out = self._model(input_ids=ids, use_cache=True, logits_to_keep=1)
-                except TypeError:  # models without logits_to_keep
-                    out = self._model(input_ids=ids, use_cache=True)
-                pad = width - (n - 1)
-                for i, (keys, values) in enumerate(_cache_tensors(out.past_key_values)):
-                    if len(layers) <= i:
-                        layers.append(([], []))
-                    layers[i][0].append(torch.nn.functional.pad(keys, (0, 0, pad, 0)))
-                    layers[i][1].append(torch.nn.functional.pad(values, (0, 0, pad, 0)))
-            cache = DynamicCache()
-            for i, (keys, values) in enumerate(layers):
-                cache.update(torch.cat(keys), torch.cat(values), i)
-        except (AttributeError, TypeError, ValueError):  # an unfamiliar cache: pad instead
-            return None
-        return cache
 
     def _generate(
         self,
@@ -455,7 +407,7 @@ class ReflectionModel(BaseChatModel):
             try:
                 with self._lock, torch.inference_mode():
                     self._model.generate(**enc, **gen_kwargs, streamer=streamer)
-            except BaseException as err:  # surfaced in the consuming thread below
+            except BaseException as err:  # noqa: BLE001 - re-raised in the consuming thread
                 errors.append(err)
                 streamer.end()
 
@@ -559,7 +511,7 @@ class ReflectionModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[BaseMessage]:
-        """Async twin of :meth:`batch` (the padded generate runs in an executor thread)."""
+        """Async twin of :meth:`batch` (the batched decoding runs in an executor thread)."""
         first = config[0] if isinstance(config, list) and config else config
         return await run_in_executor(
             first if isinstance(first, dict) else None,

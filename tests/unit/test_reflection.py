@@ -45,10 +45,12 @@ def test_taught_model_writes_a_parsable_trajectory(taught_reflection: Reflection
     assert message.response_metadata["finish_reason"] == "stop"
 
 
-def test_batch_is_one_padded_generate_equal_to_invoke(
+def test_batch_without_ragged_prefill_is_one_padded_generate_equal_to_invoke(
     taught_reflection: ReflectionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     singles = [taught_reflection.invoke(p).content for p in PROMPTS]
+    padded = taught_reflection.model_copy(update={"ragged_prefill": False})
+    padded._model, padded._tokenizer = taught_reflection.model, taught_reflection.tokenizer
     calls = []
     generate = taught_reflection.model.generate
 
@@ -57,9 +59,11 @@ def test_batch_is_one_padded_generate_equal_to_invoke(
         return generate(*args, **kwargs)
 
     monkeypatch.setattr(taught_reflection.model, "generate", counting_generate)
-    batched = [m.content for m in taught_reflection.batch(PROMPTS)]
-    assert batched == singles
+    assert [m.content for m in padded.batch(PROMPTS)] == singles
     assert len(calls) == 1 and calls[0][0] == len(PROMPTS)
+    # The default decodes the rows together without generate (test_batched_decoding.py).
+    assert [m.content for m in taught_reflection.batch(PROMPTS)] == singles
+    assert len(calls) == 1
 
 
 def test_batch_size_splits_into_several_generate_calls(taught_reflection: ReflectionModel) -> None:
