@@ -13,6 +13,7 @@ import os
 import textwrap
 import time
 from collections.abc import Sequence
+from operator import itemgetter
 
 __all__ = ["add_arguments", "main"]
 
@@ -29,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-new-tokens", type=int, default=96, help="reflection budget (a trajectory)"
+    )
+    parser.add_argument(
+        "--max-item-chars",
+        type=int,
+        default=80,
+        help="cut a recalled PEP's abstract to this many characters (the bundled adapter was "
+        "trained and scored with 80)",
     )
 
 
@@ -89,12 +97,15 @@ def main(args: argparse.Namespace | None = None) -> int:
     t_load = time.perf_counter() - started
 
     def show_item(doc: Document) -> str:
-        # The reflection model sees each recalled PEP as the LaMP-5 item template renders it.
-        return task.render_item(doc.metadata)
+        # The reflection model sees each recalled PEP as the LaMP-5 item template renders it,
+        # cut as in the adapter's training data.
+        return task.render_item(doc.metadata, args.max_item_chars or None)
 
     prompt = ChatPromptTemplate.from_messages([("human", "{input}")])
     rewriter = RPORewriter(history=store, reflection=reflection, k=args.k, format_item=show_item)
-    chain = prompt | base | rewriter  # post-hoc: personalizes whatever the chain answers
+    # Post-hoc: the rewriter personalizes whatever the chain answers; given the request too (as
+    # the adapter was trained), it recalls with it and shows it to the reflection model.
+    chain = {"query": itemgetter("input"), "draft": prompt | base} | rewriter
     configs = [{"configurable": {"user_id": q.user}} for q in questions]
 
     started = time.perf_counter()
