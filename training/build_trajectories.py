@@ -36,7 +36,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +49,9 @@ from langchain_rpo.trajectory import Trajectory, render, try_parse
 from training.data import (
     DataArguments,
     Recall,
-    recall_cache_path,
     Split,
-    load_embeddings,
     load_split,
+    recall_for,
     reflection_prompt,
     zero_drafts,
 )
@@ -413,15 +412,7 @@ def run(config: BuildConfig, *, base_model: Any = None, embeddings: Any = None,
         device=config.device, progress=progress,
     )  # fmt: skip
     drafted = time.perf_counter()
-    recall = Recall(
-        split.spec,
-        split.questions,
-        embeddings if embeddings is not None else load_embeddings(config.embedding_model),
-        config.max_item_chars or None,
-        cache=recall_cache_path(config.drafts_dir, split.spec, config.embedding_model)
-        if embeddings is None
-        else None,
-    )
+    recall = recall_for(config, split, embeddings)
     if config.source == "teacher" and teacher is None:
         teacher = _load_object(config.teacher) if config.teacher else None
     records, rejects = build_records(

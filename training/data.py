@@ -35,6 +35,7 @@ __all__ = [
     "rewriter_limits",
     "load_embeddings",
     "recall_cache_path",
+    "recall_for",
 ]
 
 
@@ -232,6 +233,23 @@ def recall_cache_path(drafts_dir: str | Path, spec: TaskSpec, embedding_model: s
     """Return where a split's rankings are cached: beside the drafts, per task and embeddings."""
     name = (embedding_model or "default").replace("/", "_")
     return Path(drafts_dir) / "cache" / f"recall_{spec.name}_{name}.json"
+
+
+def recall_for(args: DataArguments, split: Split, embeddings: Embeddings | None = None) -> Recall:
+    """The :class:`Recall` a script's data settings ask for, on ``split``.
+
+    With ``embeddings`` given (a test's tiny model), nothing is cached: the rankings would not be
+    those of ``args.embedding_model``. Otherwise the rankings are cached beside the drafts.
+    """
+    return Recall(
+        split.spec,
+        split.questions,
+        embeddings if embeddings is not None else load_embeddings(args.embedding_model),
+        args.max_item_chars or None,
+        cache=recall_cache_path(args.drafts_dir, split.spec, args.embedding_model)
+        if embeddings is None
+        else None,
+    )
 
 
 def load_embeddings(name: str | None) -> Embeddings:

@@ -30,10 +30,9 @@ from typing import Any
 from training.data import (
     DataArguments,
     Recall,
-    recall_cache_path,
     Split,
-    load_embeddings,
     load_split,
+    recall_for,
     reflection_prompt,
     zero_drafts,
 )
@@ -125,15 +124,7 @@ def train(
         limit=script_args.limit, base_model=base_model, base_model_path=script_args.base_model,
         progress=progress,
     )  # fmt: skip
-    recall = Recall(
-        split.spec,
-        split.questions,
-        embeddings if embeddings is not None else load_embeddings(script_args.embedding_model),
-        script_args.max_item_chars or None,
-        cache=recall_cache_path(script_args.drafts_dir, split.spec, script_args.embedding_model)
-        if embeddings is None
-        else None,
-    )
+    recall = recall_for(script_args, split, embeddings)
     model, tokenizer = load_model_and_tokenizer(model_args)
     peft_config = None
     if script_args.sft_adapter:
