@@ -1,4 +1,4 @@
-"""Decode a batch of prompts together on a CPU: shared-prefix ragged prefill, static cache, eviction.
+"""Decode a batch of prompts together on a CPU: shared-prefix prefill, static cache, eviction.
 
 ``ReflectionModel.batch`` uses this in place of one padded ``generate`` call. On a CPU, prefill is
 compute-bound and decoding is bound by reading the weights, so a batch can only win on the
@@ -97,9 +97,9 @@ def _output_cache(output: Any) -> Any:
     return cache if cache is not None else output.past_key_values
 
 
-def _forward(model: Any, ids: torch.Tensor, cache: Any = None) -> Any:
+def _forward(model: Any, ids: torch.Tensor, cache_keyword: str, cache: Any = None) -> Any:
     """One prefill forward pass keeping only the last position's logits (when supported)."""
-    kwargs = {"input_ids": ids, _cache_keyword(model): cache, "use_cache": True}
+    kwargs = {"input_ids": ids, cache_keyword: cache, "use_cache": True}
     try:
         return model(**kwargs, logits_to_keep=1)
     except TypeError:  # models without logits_to_keep
@@ -141,12 +141,15 @@ def ragged_prefill(
         A cache holding ``width`` columns, with room for ``max_new_tokens`` more.
     """
     width = input_ids.shape[1] - 1
+    cache_keyword = _cache_keyword(model)
     lengths = attention_mask.sum(dim=1).tolist()
     rows = [input_ids[row, width + 1 - n :] for row, n in enumerate(lengths)]
     shared = shared_prefix_length(rows)
     prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
     if shared >= MIN_SHARED_PREFIX:
-        prefix = _cache_tensors(_output_cache(_forward(model, rows[0][None, :shared])))
+        prefix = _cache_tensors(
+            _output_cache(_forward(model, rows[0][None, :shared], cache_keyword))
+        )
     else:
         shared = 0
     layers: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
@@ -157,7 +160,7 @@ def ragged_prefill(
             seeded = DynamicCache()
             for i, (keys, values) in enumerate(prefix):
                 seeded.update(keys, values, i)
-        out = _forward(model, row[None, shared : n - 1], seeded)
+        out = _forward(model, row[None, shared : n - 1], cache_keyword, seeded)
         pad = width - (n - 1)
         for i, (keys, values) in enumerate(_cache_tensors(_output_cache(out))):
             if len(layers) <= i:

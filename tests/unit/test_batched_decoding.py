@@ -1,4 +1,4 @@
-"""Batched decoding: shared-prefix ragged prefill, static cache, eviction; same answers as generate."""
+"""Batched decoding: shared-prefix prefill, static cache, eviction; the answers of generate."""
 
 from __future__ import annotations
 
