@@ -79,6 +79,29 @@ def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     return converted
 
 
+def _output_token_count(
+    ids: Sequence[int], text: str, pad_id: int | None, eos_id: int | None, stop: Sequence[str]
+) -> int:
+    """Count the tokens a row generated, its ending end-of-sequence token included.
+
+    A finished row is padded until the batch ends. When the pad and end tokens are the same
+    (SmolLM2), the end token that closed the row looks like padding, so it is added back unless
+    the row was closed by a stop string instead (its text then holds the stop string: generation
+    stops at its first occurrence).
+
+    >>> _output_token_count([5, 6, 2, 2], "ab", pad_id=2, eos_id=2, stop=[])  # ended by eos
+    3
+    >>> _output_token_count([5, 6, 2, 2], "a</x>", pad_id=2, eos_id=2, stop=["</x>"])  # by "</x>"
+    2
+    >>> _output_token_count([5, 6, 1, 0], "ab", pad_id=0, eos_id=1, stop=[])  # eos != pad
+    3
+    """
+    n_out = sum(1 for token in ids if token != pad_id)
+    if pad_id == eos_id and n_out < len(ids) and not any(s and s in text for s in stop):
+        n_out += 1
+    return n_out
+
+
 def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     """Cut ``text`` before the first occurrence of any stop word (LangChain's ``stop``)."""
     if not stop:
@@ -331,6 +354,7 @@ class ReflectionModel(BaseChatModel):
         prompts = [self.render_prompt(messages) for messages in batch]
         gen_kwargs = self._generation_kwargs(stop, **kwargs)
         max_new = gen_kwargs["generation_config"].max_new_tokens
+        stop_strings = gen_kwargs["generation_config"].stop_strings or []
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[AIMessage | None] = [None] * len(prompts)
         device = next(self._model.parameters()).device
@@ -356,10 +380,10 @@ class ReflectionModel(BaseChatModel):
                     new_tokens = out[:, enc["input_ids"].shape[1] :]
             for row, i in enumerate(rows):
                 ids = new_tokens[row]
-                n_out = int((ids != tok.pad_token_id).sum())
-                if tok.pad_token_id == tok.eos_token_id and n_out < len(ids):
-                    n_out += 1  # the eos that ended the row is padding-coloured
                 text = tok.decode(ids, skip_special_tokens=True)
+                n_out = _output_token_count(
+                    ids.tolist(), text, tok.pad_token_id, tok.eos_token_id, stop_strings
+                )
                 n_in = int(enc["attention_mask"][row].sum())
                 results[i] = AIMessage(
                     content=_cut_at_stop(text, stop),

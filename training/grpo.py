@@ -4,7 +4,11 @@ Rewards (see :mod:`training.rewards`): the task metric of the parsed rewrite aga
 (accuracy for labels, ``1 - |error| / 4`` for ratings, ROUGE-L for text) plus a format reward for
 a well-formed trajectory. The curriculum trains in stages that recall k = 1, 2, 4, then 8 history
 items (the prompt is rebuilt per stage, exactly as ``rpo eval`` builds it for that k); the policy
-carries over from stage to stage and the reward of each stage is logged and saved.
+carries over from stage to stage and the reward of each stage is logged and saved. The questions
+are shuffled once per run and each stage starts where the previous one stopped
+(:func:`stage_orders`), so a short curriculum trains on new questions at every stage instead of
+the same first few (``GRPOTrainer`` shuffles with ``args.seed``, which would give every stage the
+same order).
 
 CPU (the bundled adapter)::
 
@@ -19,6 +23,7 @@ GPU::
 from __future__ import annotations
 
 import copy
+import random
 import statistics
 import sys
 import time
@@ -39,7 +44,15 @@ from training.data import (
 from training.rewards import CurriculumStage, curriculum, make_reward_funcs
 from training.sft import load_model_and_tokenizer, peft_config_for, save_run
 
-__all__ = ["GRPOScriptArguments", "stage_dataset", "stage_rewards", "train", "main"]
+__all__ = [
+    "GRPOScriptArguments",
+    "prompts_per_step",
+    "stage_orders",
+    "stage_dataset",
+    "stage_rewards",
+    "train",
+    "main",
+]
 
 
 @dataclass
@@ -70,10 +83,70 @@ class GRPOScriptArguments(DataArguments):
     )
 
 
-def stage_dataset(split: Split, drafts: dict[str, str], recall: Recall, k: int) -> Any:
-    """Return a stage's conversational prompt dataset (``prompt``, ``gold``, ``id``) at ``k``."""
+def prompts_per_step(args: Any) -> int:
+    """Return how many distinct prompts one optimizer step of ``GRPOTrainer`` draws.
+
+    One generation batch holds ``generation_batch_size / num_generations`` prompts and serves
+    ``steps_per_generation * num_iterations / gradient_accumulation_steps`` optimizer steps.
+
+    >>> from types import SimpleNamespace as NS
+    >>> prompts_per_step(NS(generation_batch_size=8, num_generations=4, steps_per_generation=1,
+    ...                     num_iterations=1, gradient_accumulation_steps=1))
+    2
+    """
+    prompts = args.generation_batch_size // args.num_generations
+    steps = args.steps_per_generation * args.num_iterations // args.gradient_accumulation_steps
+    return max(1, prompts // max(1, steps))
+
+
+def stage_orders(
+    n: int, schedule: Sequence[CurriculumStage], per_step: int, seed: int
+) -> list[list[int]]:
+    """Return each stage's question order: one shuffle, each stage starting after the last one's.
+
+    Args:
+        n: How many questions the split has.
+        schedule: The curriculum.
+        per_step: Distinct prompts one optimizer step draws (:func:`prompts_per_step`).
+        seed: The shuffle's seed.
+
+    Returns:
+        One order (a rotation of the same permutation of ``range(n)``) per stage; the stages draw
+        disjoint questions until the split is used up, then wrap around.
+
+    >>> orders = stage_orders(10, curriculum((1, 2), 2), per_step=2, seed=0)
+    >>> orders[1][:4] == orders[0][4:8]
+    True
+    """
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    orders, offset = [], 0
+    for stage in schedule:
+        start = offset % n if n else 0
+        orders.append(order[start:] + order[:start])
+        offset += stage.steps * per_step
+    return orders
+
+
+def stage_dataset(
+    split: Split,
+    drafts: dict[str, str],
+    recall: Recall,
+    k: int,
+    order: Sequence[int] | None = None,
+) -> Any:
+    """Return a stage's conversational prompt dataset (``prompt``, ``gold``, ``id``) at ``k``.
+
+    Args:
+        split: The training split.
+        drafts: Question id to the base model's draft.
+        recall: Recalls each question's history items.
+        k: How many items to recall.
+        order: The questions' order by index (default: file order).
+    """
     from datasets import Dataset
 
+    questions = split.questions if order is None else [split.questions[i] for i in order]
     return Dataset.from_list(
         [
             {
@@ -81,7 +154,7 @@ def stage_dataset(split: Split, drafts: dict[str, str], recall: Recall, k: int) 
                 "prompt": reflection_prompt(drafts[q.id], recall.rendered(q, k), q.input),
                 "gold": split.golds[q.id],
             }
-            for q in split.questions
+            for q in questions
         ]
     )
 
@@ -136,17 +209,22 @@ def train(
         script_args.curriculum_ks, steps[0] if len(steps) == 1 else steps
     )
     output_dir = Path(training_args.output_dir)
-    stages = []
-    for stage in schedule:
+    per_step = prompts_per_step(training_args)
+    orders = stage_orders(len(split.questions), schedule, per_step, training_args.seed)
+    stages, drawn = [], set()
+    for stage, order in zip(schedule, orders, strict=True):
         stage_started = time.perf_counter()
         args = copy.deepcopy(training_args)
         args.max_steps = stage.steps
+        args.shuffle_dataset = False  # the order is the stage's rotation of the run's shuffle
         args.output_dir = str(output_dir / f"stage{stage.index}_k{stage.k}")
+        stage_ids = [split.questions[i].id for i in order[: stage.steps * per_step]]
+        drawn.update(stage_ids)
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=make_reward_funcs(split.spec),
             args=args,
-            train_dataset=stage_dataset(split, drafts, recall, stage.k),
+            train_dataset=stage_dataset(split, drafts, recall, stage.k, order),
             processing_class=tokenizer,
             peft_config=peft_config,
         )
@@ -158,6 +236,7 @@ def train(
                 "stage": stage.index,
                 "k": stage.k,
                 "steps": trainer.state.global_step,
+                "questions": len(set(stage_ids)),
                 "seconds": round(time.perf_counter() - stage_started, 1),
                 **rewards,
                 "log_history": trainer.state.log_history,
@@ -171,6 +250,7 @@ def train(
     tokenizer.save_pretrained(output_dir)
     metrics = {
         "questions": len(split.questions),
+        "questions_drawn": len(drawn),
         "stages": stages,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }

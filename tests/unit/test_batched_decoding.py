@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -117,6 +118,23 @@ def test_batch_keeps_usage_and_finish_reasons(varied_reflection) -> None:
     padded = _copy(varied_reflection, ragged_prefill=False).batch(PROMPTS)
     assert [m.usage_metadata for m in together] == [m.usage_metadata for m in padded]
     assert [m.response_metadata for m in together] == [m.response_metadata for m in padded]
+
+
+@pytest.mark.parametrize("ragged", [True, False])
+def test_usage_counts_a_stop_string_row_once_when_pad_is_eos(varied_reflection, ragged) -> None:
+    tok = copy.deepcopy(varied_reflection.tokenizer)
+    tok.pad_token = tok.eos_token  # as SmolLM2: a finished row's padding looks like its end token
+    model = ReflectionModel.from_model(varied_reflection.model, tok, max_new_tokens=12)
+    free = [m.content for m in model.batch(PROMPTS[:2])]
+    # A stop string only the first row writes, early: that row stops, the other runs on.
+    stop = next(
+        free[0][i : i + 3] for i in range(1, len(free[0]) - 3) if free[0][i : i + 3] not in free[1]
+    )
+    batch = _copy(model, ragged_prefill=ragged).batch(PROMPTS[:2], stop=[stop])
+    singles = [model.invoke(p, stop=[stop]) for p in PROMPTS[:2]]  # one row: no padding at all
+    assert [m.usage_metadata for m in batch] == [m.usage_metadata for m in singles]
+    assert batch[0].usage_metadata["output_tokens"] < batch[1].usage_metadata["output_tokens"]
+    assert [m.response_metadata["finish_reason"] for m in batch] == ["stop", "length"]
 
 
 def test_rows_leave_the_batch_when_they_stop(varied_reflection, monkeypatch) -> None:

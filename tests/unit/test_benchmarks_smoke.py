@@ -117,3 +117,34 @@ def test_train_throughput_records_match_the_build_trajectories_format() -> None:
         assert [m["role"] for m in record["prompt"]] == ["system", "user"]
         assert record["completion"][0]["role"] == "assistant"
         assert "<rewrite>" in record["completion"][0]["content"]
+
+
+def test_compare_runs_bootstraps_the_gain_of_b_over_a(tmp_path, capsys) -> None:
+    import json
+
+    from benchmarks import compare_runs
+
+    titles = ["Data Classes", "Lazy Imports", "API Hooks"]
+    golds = {f"q{i}": title for i, title in enumerate(titles)}
+    runs = {
+        "golds": golds,
+        "a": {"q0": "Classes", "q1": "Imports", "q2": "Hooks"},  # ROUGE-L 2/3 each
+        "b": {"q0": "Data Classes", "q1": "Lazy Imports", "q2": "Hooks"},  # 1, 1, 2/3
+    }
+    for name, outputs in runs.items():
+        records = [{"id": qid, "output": text} for qid, text in outputs.items()]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"task": "LaMP_5", "golds": records}))
+    args = [f"--{name}={tmp_path / name}.json" for name in runs]
+    gains = compare_runs.main([*args, "--resamples", "200"])
+    by_metric = {g.metric: g for g in gains}
+    assert set(by_metric) == {"rouge-1", "rouge-L"}
+    rouge_l = by_metric["rouge-L"]
+    assert rouge_l.a == pytest.approx(2 / 3) and rouge_l.b == pytest.approx(8 / 9)
+    assert rouge_l.gain == pytest.approx(1 / 3) and rouge_l.better == (2, 0, 1)
+    assert 0 <= rouge_l.low <= rouge_l.gain <= rouge_l.high <= 0.5  # at most 2 of 3 gain 50%
+    assert rouge_l.p_target > 0.85  # below +10% only when a resample draws q2 alone: 1/27
+    assert "| rouge-L | 0.6667 | 0.8889 | +33.3%" in capsys.readouterr().out
+    one = {"task": "LaMP_5", "golds": [{"id": "q0", "output": "x"}]}
+    (tmp_path / "b.json").write_text(json.dumps(one))
+    with pytest.raises(ValueError, match="ids differ"):
+        compare_runs.main([*args, "--resamples", "10"])

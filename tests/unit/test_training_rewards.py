@@ -78,6 +78,17 @@ def test_stage_rewards_average_per_stage():
     assert grpo.stage_rewards(rows) == pytest.approx({"reward": 0.3, "rewards/format/mean": 1.0})
 
 
+def test_stage_orders_give_each_stage_new_questions_then_wrap():
+    schedule = curriculum((1, 2, 4, 8), [3, 3, 3, 3])
+    orders = grpo.stage_orders(20, schedule, per_step=2, seed=7)
+    drawn = [order[:6] for order in orders]  # 3 steps x 2 prompts per stage
+    assert all(sorted(order) == list(range(20)) for order in orders)  # rotations of one shuffle
+    assert len(set(drawn[0] + drawn[1] + drawn[2])) == 18  # disjoint until the split runs out
+    assert drawn[3] == orders[0][18:20] + orders[0][:4]  # then it wraps around
+    assert grpo.stage_orders(20, schedule, 2, seed=7) == orders  # seeded
+    assert grpo.stage_orders(20, schedule, 2, seed=8)[0] != orders[0]
+
+
 def test_offline_trajectory_states_only_measured_evidence():
     spec = get_task("LaMP_5")
     items = [{"title": "Import Hooks", "abstract": "a"}, {"title": "Lazy Import Hooks", "abstract": "b"}]

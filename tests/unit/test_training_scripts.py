@@ -15,6 +15,7 @@ from tiny_models import make_model  # noqa: E402
 from langchain_rpo.prompts import build_reflection_messages  # noqa: E402
 from langchain_rpo.reflection import ReflectionModel, to_chat_dicts  # noqa: E402
 from langchain_rpo.trajectory import parse  # noqa: E402
+from training.rewards import make_reward_funcs  # noqa: E402
 
 TITLES = ["Rust Release Notes", "Import Hooks", "Lazy Imports", "Fast Paths", "Typed Dicts"]
 
@@ -148,9 +149,22 @@ def test_sft_end_to_end(tmp_path, split, tiny_tokenizer, tiny_model_dir):
     assert isinstance(reflection.invoke("hi").content, str)
 
 
-def test_grpo_curriculum_end_to_end(tmp_path, split, tiny_tokenizer, tiny_model_dir):
+def test_grpo_curriculum_end_to_end(tmp_path, split, tiny_tokenizer, tiny_model_dir, monkeypatch):
     from training import grpo
 
+    seen: list[list[str]] = []  # the question ids each reward call scored, in order
+
+    def recording_reward_funcs(spec):
+        task, fmt = make_reward_funcs(spec)
+
+        def recorded(completions, id, **kwargs):  # TRL passes the dataset columns by name
+            seen.append(list(id))
+            return task(completions=completions, **kwargs)
+
+        recorded.__name__ = task.__name__
+        return [recorded, fmt]
+
+    monkeypatch.setattr(grpo, "make_reward_funcs", recording_reward_funcs)
     q_path, o_path = split
     sft_out = tmp_path / "sft"
     test_sft_end_to_end(tmp_path, split, tiny_tokenizer, tiny_model_dir)
@@ -173,6 +187,10 @@ def test_grpo_curriculum_end_to_end(tmp_path, split, tiny_tokenizer, tiny_model_
     )  # fmt: skip
     assert [s["k"] for s in metrics["stages"]] == [1, 2, 4]
     assert all(s["steps"] == 1 and "reward" in s for s in metrics["stages"])
+    # Each stage drew a new question (one prompt, two generations a step), the ones planned.
+    assert [set(ids) for ids in seen] == [{f"q{i}"} for i in grpo.stage_orders(6, grpo.curriculum(
+        [1, 2, 4], 1), per_step=1, seed=42)[0][:3]]  # fmt: skip
+    assert metrics["questions_drawn"] == 3 and len({ids[0] for ids in seen}) == 3
     assert (out / "adapter_config.json").is_file() and (out / "metrics.json").is_file()
     reflection = ReflectionModel.from_pretrained(tiny_model_dir, adapter=out, max_new_tokens=4)
     assert isinstance(reflection.invoke("hi").content, str)
