@@ -5,8 +5,13 @@ from the user's own history; a small local :class:`ReflectionModel` rewrites the
 structured trajectory; :class:`RPORewriter` composes the three as one LCEL Runnable.
 """
 
+from importlib import metadata as _metadata
+
 from langchain_rpo.history import UserHistoryStore
-from langchain_rpo.reflection import ReflectionModel
+from langchain_rpo.history_backend import HistoryBackend, HistoryRecord
+from langchain_rpo.history_file import HistoryFileError
+from langchain_rpo.metadata import FallbackReason, RPOMetadata
+from langchain_rpo.reflection import GenerationCancelled, GenerationTimeout, ReflectionModel
 from langchain_rpo.retriever import HistoryRetriever
 from langchain_rpo.rewriter import RPORewriter
 from langchain_rpo.trajectory import Trajectory, parse, render
@@ -14,10 +19,22 @@ from langchain_rpo.trajectory import Trajectory, parse, render
 __all__ = [
     "RPORewriter",
     "UserHistoryStore",
+    "HistoryBackend",
+    "HistoryRecord",
+    "HistoryFileError",
     "HistoryRetriever",
     "ReflectionModel",
+    "GenerationCancelled",
+    "GenerationTimeout",
+    "FallbackReason",
+    "RPOMetadata",
     "Trajectory",
     "parse",
     "render",
 ]
-__version__ = "0.1.0"
+# One source for the version: pyproject.toml, read back from the installed package's metadata
+# (a static version that every packaging tool reads, with no second copy to keep in step).
+try:
+    __version__ = _metadata.version("langchain-rpo")
+except _metadata.PackageNotFoundError:  # a source tree put on sys.path without installing it
+    __version__ = "0+unknown"

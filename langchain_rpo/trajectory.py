@@ -11,7 +11,15 @@ Training targets are rendered here (:func:`render`) and model outputs are parsed
 
 The answer is the text of the *last complete* ``<rewrite>`` block. Tag-like strings inside a
 field are escaped on render (``<`` becomes ``&lt;`` and ``&`` becomes ``&amp;``) and unescaped
-on parse, so any text survives a round trip.
+on parse, so any text survives a round trip. The reflection prompt escapes what users and models
+wrote (history items, the request, the draft) the same way, so none of it can open or close a
+tag.
+
+How a block is found, for any output (well-formed or not), deterministically: a block opens at a
+``<name>`` tag and closes at the *next* ``</name>``; an opening tag repeated inside an open
+block is dropped (it opens nothing); blocks follow one another, and the last complete one counts.
+So ``<rewrite>a <rewrite>b</rewrite> c</rewrite>`` gives ``a b``, and the stray closing tag after
+it is ignored.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ __all__ = [
     "RewriteStreamExtractor",
     "Trajectory",
     "TrajectoryParseError",
+    "close_cut_rewrite",
     "escape",
     "parse",
     "render",
@@ -44,6 +53,12 @@ REWRITE_CLOSE = "</rewrite>"
 # placeholder has answered nothing.
 _PLACEHOLDER = re.compile(r"[.\u2026\s]+")
 _BLOCK = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL) for name in FIELDS}
+
+
+def _last_block(name: str, text: str) -> str | None:
+    """The text of the last complete ``name`` block (nested opening tags dropped), or None."""
+    found = _BLOCK[name].findall(text)
+    return found[-1].replace(f"<{name}>", "") if found else None
 
 
 def escape(text: str) -> str:
@@ -144,20 +159,39 @@ def parse(text: str) -> Trajectory:
     """
     if not text or not text.strip():
         raise TrajectoryParseError(ParseFailure.EMPTY_OUTPUT, text)
-    rewrites = _BLOCK["rewrite"].findall(text)
-    if not rewrites:
+    block = _last_block("rewrite", text)
+    if block is None:
         reason = ParseFailure.UNCLOSED_REWRITE if REWRITE_OPEN in text else ParseFailure.NO_REWRITE
         raise TrajectoryParseError(reason, text)
-    rewrite = unescape(rewrites[-1]).strip()
+    rewrite = unescape(block).strip()
     if not rewrite:
         raise TrajectoryParseError(ParseFailure.EMPTY_REWRITE, text)
     if _PLACEHOLDER.fullmatch(rewrite):
         raise TrajectoryParseError(ParseFailure.PLACEHOLDER_REWRITE, text)
     extra = {}
     for name in ("preferences", "gaps"):
-        found = _BLOCK[name].findall(text)
-        extra[name] = unescape(found[-1]).strip() if found else ""
+        found = _last_block(name, text)
+        extra[name] = unescape(found).strip() if found is not None else ""
     return Trajectory(rewrite=rewrite, **extra)
+
+
+def close_cut_rewrite(text: str) -> str:
+    """Close a ``<rewrite>`` block that a server cut at a ``</rewrite>`` stop sequence.
+
+    A served reflection model asked to stop at ``</rewrite>`` (``stop=["</rewrite>"]``, as the
+    OpenAI API does it) returns its output *without* the stop sequence. Call this only when the
+    server says it stopped on a stop sequence (``finish_reason == "stop"``): an output cut by the
+    token budget (``"length"``) stays unclosed, and :func:`parse` rejects it.
+
+    >>> close_cut_rewrite("<gaps>g</gaps><rewrite>PEP 8")
+    '<gaps>g</gaps><rewrite>PEP 8</rewrite>'
+    >>> close_cut_rewrite("<rewrite>done</rewrite>")
+    '<rewrite>done</rewrite>'
+    """
+    opened = text.rfind(REWRITE_OPEN)
+    if opened >= 0 and REWRITE_CLOSE not in text[opened:]:
+        return text + REWRITE_CLOSE
+    return text
 
 
 def try_parse(text: str) -> tuple[Trajectory | None, ParseFailure | None]:
@@ -180,7 +214,8 @@ class RewriteStreamExtractor:
     Feed the model's output piece by piece; :meth:`feed` returns the part of the (first)
     ``<rewrite>`` block that is now certain, unescaped and with the surrounding whitespace that
     :func:`parse` strips held back, so the concatenated pieces equal ``parse(text).rewrite`` for
-    any output whose first complete rewrite block is also its last.
+    any output whose first complete rewrite block is also its last. A ``<rewrite>`` repeated
+    inside the block is dropped, as :func:`parse` drops it.
 
     >>> extractor = RewriteStreamExtractor()
     >>> pieces = ["<prefer", "ences>x</preferences><rew", "rite> PEP &amp;", " 8 </rewr", "ite>"]
@@ -219,15 +254,18 @@ class RewriteStreamExtractor:
                 return ""
             self._buffer = self._buffer[start + len(REWRITE_OPEN) :]
             self._state = "inside"
+        self._buffer = self._buffer.replace(REWRITE_OPEN, "")
         end = self._buffer.find(REWRITE_CLOSE)
         if end >= 0:
             ready, self._buffer, self._state = self._buffer[:end].rstrip(), "", "closed"
             return self._emit(ready)
-        # Hold back what could still be a split closing tag, a split entity or trailing space.
+        # Hold back what could still be a split tag (closing, or a repeated opening one to
+        # drop), a split entity or trailing space.
         safe = len(self._buffer)
-        for cut in range(1, len(REWRITE_CLOSE)):
-            if self._buffer.endswith(REWRITE_CLOSE[:cut]):
-                safe = len(self._buffer) - cut
+        for tag in (REWRITE_CLOSE, REWRITE_OPEN):
+            for cut in range(1, len(tag)):
+                if self._buffer.endswith(tag[:cut]):
+                    safe = min(safe, len(self._buffer) - cut)
         amp = self._buffer.rfind("&", 0, safe)
         if amp >= 0 and ";" not in self._buffer[amp:safe]:
             safe = amp

@@ -21,14 +21,11 @@ import torch
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-from tiny_models import make_model, make_tokenizer, teach
+from fault_cases import FaultCases, print_summary
+from tiny_models import TAUGHT_TRAJECTORY, make_model, make_tokenizer, teach
 
 from langchain_rpo.prompts import build_reflection_messages
-from langchain_rpo.trajectory import Trajectory, render
-
-TAUGHT_TRAJECTORY = Trajectory(
-    rewrite="Rust 1.76 released", preferences="short titles", gaps="too long"
-)
+from langchain_rpo.trajectory import render
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +74,21 @@ def pep_dir() -> Path:
     from langchain_rpo.data import pep_titles_dir
 
     return pep_titles_dir()
+
+
+@pytest.fixture()
+def fault_cases() -> FaultCases:
+    """Record the cases a reliability test tries (tests/fault_cases.py), for the summary."""
+    return FaultCases()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the reliability suite's cases tried / held per group."""
+    print_summary(terminalreporter)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the PostgreSQL test server if a test started one (tests/postgres_server.py)."""
+    server_module = sys.modules.get("postgres_server")
+    if server_module is not None:
+        server_module.stop_shared_server()

@@ -24,9 +24,15 @@ CHAT_TEMPLATE = (
 )
 SPECIALS = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
 
+# What the conftest's taught model answers to every reflection prompt (import it from here:
+# test modules share this module, while several conftest.py files would shadow each other).
+TAUGHT_TRAJECTORY = Trajectory(
+    rewrite="Rust 1.76 released", preferences="short titles", gaps="too long"
+)
+
 CORPUS = [
     build_reflection_messages("A draft answer.", ["Rust 1.75 released"], "What is new?")[0].content,
-    render(Trajectory(rewrite="Rust 1.76 released", preferences="short titles", gaps="too long")),
+    render(TAUGHT_TRAJECTORY),
     "The quick brown fox jumps over the lazy dog. Rust Python PEP release title abstract.",
     "User's past items: Request: Draft answer: (none) 0123456789 .,;:!?'\"()[]{}<>/&-_",
 ]

@@ -61,8 +61,9 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
-from langchain_rpo.history import UserHistoryStore
-from langchain_rpo.rewriter import RPO_METADATA_KEY, RPORewriter
+from langchain_rpo.history_backend import HistoryBackend
+from langchain_rpo.metadata import RPO_METADATA_KEY, FallbackReason, rpo_metadata
+from langchain_rpo.rewriter import RPORewriter
 
 __all__ = ["RPOQueryEngine", "llamaindex_llm_as_runnable"]
 
@@ -131,7 +132,7 @@ class RPOQueryEngine(BaseQueryEngine):
     def __init__(
         self,
         query_engine: BaseQueryEngine,
-        history: UserHistoryStore | None = None,
+        history: HistoryBackend | None = None,
         reflection: Runnable | LLM | None = None,
         *,
         user_id: str | None = None,
@@ -180,7 +181,7 @@ class RPOQueryEngine(BaseQueryEngine):
         return self._rewriter
 
     @property
-    def history(self) -> UserHistoryStore:
+    def history(self) -> HistoryBackend:
         """The per-user history store."""
         return self._rewriter.history
 
@@ -210,26 +211,20 @@ class RPOQueryEngine(BaseQueryEngine):
         return {"query": query_bundle.query_str, "draft": AIMessage(content=draft)}
 
     @staticmethod
-    def _skip_reason(response: RESPONSE_TYPE) -> str | None:
+    def _skip_reason(response: RESPONSE_TYPE) -> FallbackReason | None:
         """Why a response is returned as it is (a structured or an empty answer), or None."""
         if isinstance(response, PydanticResponse):
-            return "structured_response"
+            return FallbackReason.STRUCTURED_RESPONSE
         if not (response.response or "").strip():
-            return "empty_draft"
+            return FallbackReason.EMPTY_DRAFT
         return None
 
     @staticmethod
-    def _passthrough(response: Any, reason: str, user_id: str | None) -> Any:
+    def _passthrough(response: Any, reason: FallbackReason, user_id: str | None) -> Any:
         meta = dict(response.metadata or {})
-        meta[RPO_METADATA_KEY] = {
-            "user_id": user_id,
-            "draft": response.response,
-            "trajectory": None,
-            "recalled_ids": [],
-            "recalled_scores": [],
-            "personalized": False,
-            "fallback_reason": reason,
-        }
+        meta[RPO_METADATA_KEY] = rpo_metadata(
+            user_id=user_id, draft=str(response.response or ""), reason=reason
+        )
         response.metadata = meta
         return response
 

@@ -8,6 +8,11 @@
 - :mod:`~langchain_rpo.lamp.harness`: ``rpo eval``.
 - :mod:`~langchain_rpo.lamp.score`: ``rpo lamp score``.
 - :mod:`~langchain_rpo.lamp.report`: the markdown table and the bar chart.
+- :mod:`~langchain_rpo.lamp.sets`: the sets bundled with the package (``rpo eval --set``).
+- :mod:`~langchain_rpo.lamp.extras`: optional packages, imported where used, naming their extra.
+
+Importing this package needs none of the ``eval`` extra's packages: each is imported where it is
+used, with an error that names ``pip install "langchain-rpo[eval]"``.
 """
 
 from langchain_rpo.lamp.data import LampDataError, Question, iter_questions, read_outputs

@@ -7,9 +7,11 @@ Two files make a split (the PEP titles set in ``shared/data/pep_titles`` has the
 - ``{split}_outputs.json``: ``{"task": "LaMP_5", "golds": [{"id", "output"}, ...]}``; a
   predictions file has the same format.
 
-Official questions files reach hundreds of MB, so both are parsed with ``ijson``, one record at a
-time: memory holds one question (with its profile), never the file. Every problem is raised as
-a :class:`LampDataError` that names the file, the record and the fix.
+Official questions files reach hundreds of MB, so both are parsed with ``ijson`` (the ``eval``
+extra), one record at a time: memory holds one question (with its profile), never the file.
+Nesting deeper than :data:`MAX_DEPTH` and keys longer than :data:`MAX_KEY_CHARS` are refused
+before they cost memory (see :data:`MAX_DEPTH` for why). Every problem is raised as a
+:class:`LampDataError` that names the file, the record and the fix.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
 
-import ijson
-
+from langchain_rpo.lamp.extras import optional_import
 from langchain_rpo.lamp.tasks import TaskSpec, UnknownTaskError, get_task
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_KEY_CHARS",
     "LampDataError",
     "Question",
     "Outputs",
@@ -35,9 +39,23 @@ __all__ = [
     "check_ids",
     "validate_split",
     "write_outputs",
+    "require_ijson",
 ]
 
 _QUESTION_KEYS = ("id", "input", "profile")
+
+#: The deepest nesting of arrays and objects a LaMP file may have. The official files nest four
+#: levels (questions, a question, its profile, an item); 32 leaves room for extra keys. Why a
+#: limit at all: ijson's prefixed events carry their whole path (``item.item.item...``) and its C
+#: backend builds a 64 kB chunk of them at once, so memory grows with the square of the depth
+#: (204 kB of ``[`` took 22 GB). The depth is checked on the path-less basic events, before any
+#: prefix is built, so memory stays at one chunk of small events.
+MAX_DEPTH = 32
+#: The longest object key: every prefix below a key repeats it, so long keys multiply like depth.
+MAX_KEY_CHARS = 1024
+
+_OPENING = frozenset(("start_array", "start_map"))
+_CLOSING = frozenset(("end_array", "end_map"))
 
 
 class LampDataError(ValueError):
@@ -90,17 +108,30 @@ def _normalize_id(value: Any, where: str, path: Path) -> str:
     return str(value)
 
 
+def require_ijson() -> ModuleType:
+    """The ``ijson`` module, or an error naming the extra that installs it (``eval``)."""
+    return optional_import("ijson", extra="eval", needed_for="reading LaMP files")
+
+
 def _events(path: Path, stream: IO[bytes], expected: str) -> Iterator[tuple[str, str, Any]]:
-    """Yield ijson events, checking the top-level value's kind and turning JSON errors into ours."""
+    """Return ijson's prefixed events, parsed from basic events that passed the checks below."""
+    ijson = require_ijson()
+    return ijson.parse(_basic_events(ijson, path, stream, expected))
+
+
+def _basic_events(
+    ijson: ModuleType, path: Path, stream: IO[bytes], expected: str
+) -> Iterator[tuple[str, Any]]:
+    """Yield ijson's basic events after the top-level, depth and key checks; JSON errors as ours."""
     if path.stat().st_size == 0:
         raise LampDataError(
             f"{path}: the file is empty. Fix: download it again (rpo lamp download)."
         )
-    events = ijson.parse(stream, use_float=True)
+    events = ijson.basic_parse(stream, use_float=True)
     try:
         first = next(events, None)
-        if first is None or first[1] != expected:
-            found = "nothing" if first is None else f"a JSON {first[1].replace('start_', '')}"
+        if first is None or first[0] != expected:
+            found = "nothing" if first is None else f"a JSON {first[0].replace('start_', '')}"
             shape = (
                 "an array of questions"
                 if expected == "start_array"
@@ -112,7 +143,26 @@ def _events(path: Path, stream: IO[bytes], expected: str) -> Iterator[tuple[str,
                 "predictions: {split}_outputs.json)."
             )
         yield first
-        yield from events
+        depth = 1
+        for event, value in events:
+            if event in _OPENING:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise LampDataError(
+                        f"{path}: arrays and objects nest at least {depth} levels deep, past the "
+                        f"limit of {MAX_DEPTH} (LaMP files nest 4). Fix: this is not a LaMP file "
+                        "or it is damaged; pass the right file, or download it again "
+                        "(rpo lamp download)."
+                    )
+            elif event in _CLOSING:
+                depth -= 1
+            elif event == "map_key" and len(value) > MAX_KEY_CHARS:
+                raise LampDataError(
+                    f"{path}: an object key of {len(value)} characters, past the limit of "
+                    f"{MAX_KEY_CHARS} (LaMP keys are field names such as 'profile'). Fix: this "
+                    "is not a LaMP file or it is damaged; pass the right file."
+                )
+            yield event, value
     except ijson.JSONError as err:
         raise LampDataError(
             f"{path}: not valid JSON ({err}). Fix: the file may be truncated or corrupt; "
@@ -205,7 +255,7 @@ def iter_questions(
         )
     seen: set[str] = set()
     with path.open("rb") as stream:
-        records = ijson.items(_events(path, stream, "start_array"), "item")
+        records = require_ijson().items(_events(path, stream, "start_array"), "item")
         for index, record in enumerate(records):
             if limit is not None and index >= limit:
                 return
@@ -254,7 +304,8 @@ def read_outputs(path: str | Path, task: str | TaskSpec | None = None) -> Output
                 file_task = value
             elif prefix == "golds" and event == "start_array":
                 saw_golds = True
-                for index, record in enumerate(ijson.items(_golds_events(events), "item")):
+                golds = require_ijson().items(_golds_events(events), "item")
+                for index, record in enumerate(golds):
                     qid, output = _check_gold(record, index, path)
                     if qid in outputs:
                         raise LampDataError(

@@ -3,8 +3,10 @@
 Each file is streamed into a hidden ``.{name}.part`` beside its destination with a progress bar;
 an interrupted download leaves the part file, and the next run asks the server for the rest
 (an HTTP ``Range`` request; a server that ignores it sends the whole file again). Only a complete
-file is renamed into place, so a half-written file never sits where the harness would read it.
-After the download the files are validated with :mod:`langchain_rpo.lamp.data`.
+file that is the LaMP file it should be (validated with :mod:`langchain_rpo.lamp.data`) is
+renamed into place, so neither a half-written file nor a server's HTML error page ever replaces
+a file. A file already in place is validated too, and downloaded again when it fails (no
+``--force`` needed to repair it).
 
 Where the files live (the one table of it, :data:`URL_PATHS`): under the base URL
 ``https://ciir.cs.umass.edu/downloads/LaMP/`` (override with ``--base-url`` or
@@ -22,10 +24,12 @@ movie tagging and LaMP-2N has no time-based files. Should the host move a file, 
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -70,6 +74,8 @@ TIME_URL_PATHS: dict[str, str] = {
 }
 
 _CHUNK = 1 << 16
+
+logger = logging.getLogger(__name__)
 
 
 class DownloadError(RuntimeError):
@@ -117,7 +123,12 @@ def _part_path(dest: Path) -> Path:
 
 
 def download_file(
-    url: str, dest: str | Path, *, progress: bool = True, timeout: float = 60.0
+    url: str,
+    dest: str | Path,
+    *,
+    progress: bool = True,
+    timeout: float = 60.0,
+    check: Callable[[Path], object] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a previous partial download, renaming atomically.
 
@@ -126,13 +137,16 @@ def download_file(
         dest: Where the complete file goes.
         progress: Show a progress bar (bytes).
         timeout: Seconds to wait on the connection.
+        check: Called with the complete download before it replaces ``dest``; a
+            :class:`~langchain_rpo.lamp.data.LampDataError` (or ``ValueError``) from it refuses
+            the download: ``dest`` is left as it was and the download is deleted.
 
     Returns:
         ``dest``.
 
     Raises:
         DownloadError: On an HTTP error or an interrupted transfer (the part file is kept, so
-            running again resumes).
+            running again resumes), or a download that ``check`` refuses.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -149,10 +163,9 @@ def download_file(
         if err.code == 416 and offset:  # nothing left past our offset: the part is complete
             total = _total_from_content_range(err.headers.get("Content-Range"))
             if total == offset:
-                os.replace(part, dest)
-                return dest
+                return _finish(url, part, dest, check)
             part.unlink()
-            return download_file(url, dest, progress=progress, timeout=timeout)
+            return download_file(url, dest, progress=progress, timeout=timeout, check=check)
         raise DownloadError(
             f"{url}: HTTP {err.code} {err.reason}. Fix: check the task and split (the host may "
             f"have moved the file; see --base-url and ${BASE_URL_ENV})."
@@ -197,6 +210,24 @@ def download_file(
             f"{url}: interrupted after {received} of {total} bytes. Fix: run the same command "
             f"again; it resumes from {part}."
         )
+    return _finish(url, part, dest, check)
+
+
+def _finish(url: str, part: Path, dest: Path, check: Callable[[Path], object] | None) -> Path:
+    """Move a complete download into place, once ``check`` accepts it."""
+    if check is not None:
+        try:
+            check(part)
+        except ValueError as err:
+            # A complete file that is wrong (an HTML error page, another file) cannot be
+            # resumed into a right one: drop it, so the next run starts over.
+            part.unlink(missing_ok=True)
+            kept = f"{dest} was left as it was" if dest.exists() else f"nothing was saved as {dest}"
+            raise DownloadError(
+                f"{url}: the server sent a file that is not the expected LaMP file ({err}); "
+                f"{kept}. Fix: check --task, --split and --base-url (a proxy or a moved file "
+                "can answer with an HTML page), then run again."
+            ) from err
     os.replace(part, dest)
     return dest
 
@@ -222,7 +253,10 @@ def download_split(
     validate: bool = True,
     progress: bool = True,
 ) -> list[Path]:
-    """Download a split's official files into ``dest`` and validate them.
+    """Download a split's official files into ``dest``, each validated before it replaces a file.
+
+    A file already in ``dest`` is kept when it passes the same check, and downloaded again when
+    it does not (a damaged or wrong file is repaired without ``force``).
 
     Args:
         task: The task.
@@ -231,26 +265,89 @@ def download_split(
         time_based: The time-based split.
         base_url: The base URL (None: ``$RPO_LAMP_BASE_URL``, else the official host).
         force: Download again files that are already complete.
-        validate: Check the files with the LaMP schema of the task afterwards.
+        validate: Check each file with the task's LaMP schema, and the two files' ids against
+            each other; False checks only that each is a JSON file of the right kind (an
+            array of questions, an outputs object).
         progress: Show progress bars.
 
     Returns:
         The files' paths.
+
+    Raises:
+        DownloadError: For a failed or refused download (the message says what to do).
+        LampDataError: When the two files, each valid, hold different ids.
     """
-    from langchain_rpo.lamp.data import iter_questions, validate_split
+    from langchain_rpo.lamp.data import check_ids, read_outputs
 
     spec = get_task(task)
     paths = []
+    question_ids: list[str] | None = None  # of the questions file, once validated
     for name, url in file_urls(spec, split, time_based=time_based, base_url=base_url):
         target = Path(dest) / name
-        if target.is_file() and not force:
-            paths.append(target)
-            continue
-        paths.append(download_file(url, target, progress=progress))
-    if validate:
-        if len(paths) == 2:
-            validate_split(paths[0], paths[1], spec)
-        else:
-            for _ in iter_questions(paths[0], spec):
-                pass
+        kind = "questions" if name.endswith("_questions.json") else "outputs"
+        ids = _ensure_file(
+            url, target, kind, spec, force=force, validate=validate, progress=progress
+        )
+        question_ids = ids if kind == "questions" else question_ids
+        paths.append(target)
+    if question_ids is not None and len(paths) == 2:
+        check_ids(question_ids, read_outputs(paths[1], spec), paths[0])
     return paths
+
+
+def _ensure_file(
+    url: str, target: Path, kind: str, spec: TaskSpec, *, force: bool, validate: bool,
+    progress: bool,
+) -> list[str] | None:  # fmt: skip
+    """Keep ``target`` when it passes the check (and not ``force``), else download it, checked.
+
+    Returns:
+        The question ids of a validated questions file, else None.
+    """
+    from langchain_rpo.lamp.data import LampDataError
+
+    if target.is_file() and not force:
+        try:
+            return _check_file(target, kind, spec, validate)
+        except LampDataError as err:
+            logger.warning("%s fails validation, so it is downloaded again: %s", target, err)
+    found: list[list[str] | None] = []
+    download_file(
+        url, target, progress=progress,
+        check=lambda part: found.append(_check_file(part, kind, spec, validate)),
+    )  # fmt: skip
+    return found[-1]
+
+
+def _check_file(path: Path, kind: str, spec: TaskSpec, validate: bool) -> list[str] | None:
+    """Check a questions or outputs file; return the question ids of a validated questions file.
+
+    Raises:
+        LampDataError: Naming what is wrong.
+    """
+    from langchain_rpo.lamp.data import LampDataError, iter_questions, read_outputs
+
+    if not validate:
+        first = _first_byte(path)
+        expected = b"[" if kind == "questions" else b"{"
+        if first != expected:
+            found = "nothing" if first is None else repr(first.decode("latin-1"))
+            raise LampDataError(
+                f"{path}: a LaMP {kind} file starts with {expected.decode()!r}, this one with "
+                f"{found} (an HTML page?)."
+            )
+        return None
+    if kind == "questions":
+        return [question.id for question in iter_questions(path, spec)]
+    read_outputs(path, spec)
+    return None
+
+
+def _first_byte(path: Path) -> bytes | None:
+    """The first byte that is not JSON whitespace (None for an empty or blank file)."""
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            stripped = chunk.lstrip(b" \t\r\n")
+            if stripped:
+                return stripped[:1]
+    return None

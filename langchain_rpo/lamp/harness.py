@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from langchain_rpo.cli_args import check_config, check_target, option
 from langchain_rpo.lamp.data import Question, check_ids, iter_questions, read_outputs, write_outputs
 from langchain_rpo.lamp.methods import (
     METHOD_NAMES,
@@ -39,27 +40,57 @@ from langchain_rpo.lamp.methods import (
     Nearest,
     RetrieverName,
     ZeroShot,
+    bm25_class,
     make_retriever,
     model_signature,
 )
-from langchain_rpo.lamp.metrics import evaluate
-from langchain_rpo.lamp.report import bar_chart, markdown_table
+from langchain_rpo.lamp.metrics import evaluate, rouge_scorer_module
+from langchain_rpo.lamp.report import bar_chart, figure_class, markdown_table
 from langchain_rpo.lamp.tasks import TaskSpec, get_task
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
-__all__ = ["EvalConfig", "EvalResult", "ModelSet", "JsonlCache", "run_eval", "parse_methods"]
+__all__ = [
+    "EvalConfig",
+    "EvalResult",
+    "JsonlCache",
+    "ModelSet",
+    "check_paths",
+    "parse_methods",
+    "run_eval",
+]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct (packaged default)"
 
 
+def parse_methods(text: str | Sequence[str]) -> tuple[str, ...]:
+    """Parse ``"zero,rag,rpo"`` (or a list) into method names, checking each.
+
+    Raises:
+        ValueError: For an unknown or repeated method.
+    """
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if not names:
+        raise ValueError(f"no method given; choose from {', '.join(METHOD_NAMES)}")
+    unknown = [n for n in names if n not in METHOD_NAMES]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHOD_NAMES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a method is listed twice in {names}")
+    return tuple(names)
+
+
 @dataclass
 class EvalConfig:
-    """The settings of one ``rpo eval`` run.
+    """The settings of one ``rpo eval`` run: each field is also its command-line option.
+
+    ``rpo eval`` builds its options from these fields (``batch_size`` is ``--batch-size``), so
+    each default and help text is written here once. Whole numbers and choices are checked on
+    construction.
 
     Attributes:
         questions: The ``{split}_questions.json`` file.
@@ -71,7 +102,7 @@ class EvalConfig:
         retriever: ``bm25`` or ``dense`` (the project's store), for ``rag`` and ``nearest``.
         limit: Answer only the first N questions (None: all).
         batch_size: Questions per model ``batch`` call.
-        max_item_chars: Cut each history item's long field to this many characters.
+        max_item_chars: Cut each history item's long field to this many characters (None: no cut).
         base_model: The base model's path or hub name (None: the packaged SmolLM2-135M-Instruct).
         reflection_model: The reflection model's base (None: the same as ``base_model``).
         adapter: The LoRA adapter of ``rpo`` (None: the bundled one, if the package has one).
@@ -79,25 +110,81 @@ class EvalConfig:
         device: ``cpu``, ``cuda``... (None: CUDA when available).
         embedding_model: The sentence-transformers model of the dense store (None: default).
         fresh: Ignore (and overwrite) the cached answers.
+
+    Raises:
+        ValueError: For a whole number out of range, an unknown retriever or method.
     """
 
-    questions: Path
-    outputs: Path
-    out: Path
-    task: str | None = None
-    methods: tuple[str, ...] = METHOD_NAMES
-    k: int = 4
-    retriever: RetrieverName = "bm25"
-    limit: int | None = None
-    batch_size: int = 8
-    max_item_chars: int | None = 400
-    base_model: str | None = None
-    reflection_model: str | None = None
-    adapter: str | None = None
-    reflection_max_new_tokens: int = 256
-    device: str | None = None
-    embedding_model: str | None = None
-    fresh: bool = False
+    questions: Path = field(metadata=option("the split's questions file, {split}_questions.json"))
+    outputs: Path = field(metadata=option("the split's golds, {split}_outputs.json"))
+    out: Path = field(metadata=option("output folder (run the same command again to resume)"))
+    task: str | None = field(
+        default=None,
+        metadata=option("LaMP_1 ... LaMP_7, LaMP_2N (default: the outputs file's task)"),
+    )
+    methods: tuple[str, ...] = field(
+        default=METHOD_NAMES,
+        metadata=option(
+            "comma-separated methods (default: %(default)s)", parse=parse_methods, metavar="M1,M2"
+        ),
+    )
+    k: int = field(
+        default=4,
+        metadata=option("history items for rag and rpo (default: %(default)s)", minimum=0),
+    )
+    retriever: RetrieverName = field(
+        default="bm25", metadata=option("retriever of rag and nearest (default: %(default)s)")
+    )
+    limit: int | None = field(
+        default=None, metadata=option("answer the first N questions only (default: all)", minimum=1)
+    )
+    batch_size: int = field(
+        default=8, metadata=option("questions per model batch (default: %(default)s)", minimum=1)
+    )
+    max_item_chars: int | None = field(
+        default=400,
+        metadata=option(
+            "cut a history item's long field to N characters (0: no cut; default: %(default)s)",
+            minimum=1,
+            zero_means_none=True,
+        ),
+    )
+    base_model: str | None = field(
+        default=None,
+        metadata=option(
+            "base model folder or hub name (default: the packaged SmolLM2-135M-Instruct)",
+            metavar="PATH|NAME",
+        ),
+    )
+    reflection_model: str | None = field(
+        default=None,
+        metadata=option("reflection base model (default: the base model)", metavar="PATH|NAME"),
+    )
+    adapter: str | None = field(
+        default=None,
+        metadata=option(
+            "LoRA adapter folder of rpo (default: the bundled one, if any)", metavar="PATH"
+        ),
+    )
+    reflection_max_new_tokens: int = field(
+        default=256,
+        metadata=option("reflection generation budget in tokens (default: %(default)s)", minimum=1),
+    )
+    device: str | None = field(
+        default=None,
+        metadata=option("cpu, cuda, ... (default: cuda when available)", metavar="DEVICE"),
+    )
+    embedding_model: str | None = field(
+        default=None,
+        metadata=option(
+            "embeddings of the dense store (default: all-MiniLM-L6-v2)", metavar="PATH|NAME"
+        ),
+    )
+    fresh: bool = field(default=False, metadata=option("ignore cached predictions and start over"))
+
+    def __post_init__(self) -> None:
+        self.methods = parse_methods(self.methods)
+        check_config(self)
 
 
 @dataclass
@@ -121,23 +208,6 @@ class EvalResult:
     out: Path
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
     generated: dict[str, int] = field(default_factory=dict)
-
-
-def parse_methods(text: str | Sequence[str]) -> tuple[str, ...]:
-    """Parse ``"zero,rag,rpo"`` (or a list) into method names, checking each.
-
-    Raises:
-        ValueError: For an unknown or repeated method.
-    """
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    unknown = [n for n in names if n not in METHOD_NAMES]
-    if unknown or not names:
-        raise ValueError(
-            f"unknown methods {unknown or names}; choose from {', '.join(METHOD_NAMES)}"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"a method is listed twice in {names}")
-    return tuple(names)
 
 
 class JsonlCache:
@@ -319,6 +389,62 @@ class ModelSet:
         return self._embeddings
 
 
+def check_paths(
+    config: EvalConfig, *, load_base: bool = True, load_reflection: bool = True
+) -> None:
+    """Check the run's paths before anything loads, so a typo fails in a second, not after minutes.
+
+    Checks that the questions and outputs files exist, that ``out`` is (or can be made) a writable
+    folder, that ``adapter`` is an adapter folder, and that model names written as local paths
+    (absolute, or starting with ``.`` or ``~``) exist.
+
+    Args:
+        config: The run's settings.
+        load_base: The base model will be loaded from ``config.base_model``.
+        load_reflection: The reflection model will be loaded (with ``config.adapter``).
+
+    Raises:
+        ValueError: Naming the path, the option and the fix.
+    """
+    for flag, path, name in (
+        ("--questions", config.questions, "{split}_questions.json"),
+        ("--outputs", config.outputs, "{split}_outputs.json"),
+    ):
+        if not Path(path).is_file():
+            what = "is a folder, not a file" if Path(path).is_dir() else "no such file"
+            raise ValueError(f"{path}: {what}. Fix: pass the split's {name} as {flag}.")
+    check_target(Path(config.out), "--out", folder=True)
+    wants_adapter = load_reflection and config.adapter and "rpo" in config.methods
+    if wants_adapter and not (Path(config.adapter) / "adapter_config.json").is_file():
+        raise ValueError(
+            f"{config.adapter}: no LoRA adapter there (adapter_config.json is missing). "
+            "Fix: pass as --adapter the folder that training/sft.py or training/grpo.py saved."
+        )
+    models = [("--reflection-model", config.reflection_model)] if load_reflection else []
+    if load_base:
+        models.append(("--base-model", config.base_model))
+    for flag, model in models:
+        if model and _looks_local(model) and not Path(model).expanduser().exists():
+            raise ValueError(
+                f"{model}: no such model folder. Fix: pass an existing folder or a hub name "
+                f"(org/name) as {flag}."
+            )
+
+
+def _looks_local(name: str) -> bool:
+    """A model name written as a path rather than a hub name (``org/name``)."""
+    return name.startswith((".", "~")) or Path(name).is_absolute()
+
+
+def _check_extras(spec: TaskSpec, config: EvalConfig) -> None:
+    """Import the ``eval`` extra's packages this run needs now, not after its answers."""
+    if spec.kind == "generation":
+        rouge_scorer_module()
+    if config.retriever == "bm25" and {"rag", "nearest"} & set(config.methods):
+        bm25_class()
+    figure_class()
+
+
 def _batches(items: Iterable[Question], size: int) -> Iterator[list[Question]]:
     batch: list[Question] = []
     for item in items:
@@ -398,14 +524,19 @@ def run_eval(
 
     Raises:
         LampDataError: For bad input files (named, with the fix).
+        ValueError: For an output folder, adapter or model path that cannot be used, checked
+            before any model loads.
+        MissingExtraError: When a package of the ``eval`` extra that the run needs is missing.
     """
     out = Path(config.out)
+    check_paths(config, load_base=base_model is None, load_reflection=reflection is None)
     golds = read_outputs(config.outputs, config.task)
     spec = get_task(config.task if config.task is not None else golds.task)
     ids = [q.id for q in iter_questions(config.questions, spec, limit=config.limit)]
     if not ids:
         raise ValueError(f"{config.questions}: no questions to answer (limit={config.limit})")
     check_ids(ids, golds, config.questions, subset=config.limit is not None)
+    _check_extras(spec, config)
     models = ModelSet(spec, config, base_model, reflection, reflection_base, embeddings)
 
     cache_dir = out / "cache"

@@ -30,6 +30,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from langchain_rpo.lamp.data import Question
+from langchain_rpo.lamp.extras import optional_import
 from langchain_rpo.lamp.tasks import TaskSpec
 
 if TYPE_CHECKING:
@@ -99,6 +100,12 @@ class Retriever(ABC):
         """Return, per question, the indexes of its ``k`` best profile items, best first."""
 
 
+def bm25_class() -> type:
+    """``rank_bm25.BM25Okapi``, or an error naming the extra that installs it."""
+    module = optional_import("rank_bm25", extra="eval", needed_for="the BM25 retriever")
+    return module.BM25Okapi
+
+
 class BM25Retriever(Retriever):
     """BM25 (``rank_bm25.BM25Okapi``) over whitespace tokens, as the official LaMP code ranks."""
 
@@ -106,8 +113,7 @@ class BM25Retriever(Retriever):
 
     def top_k(self, questions: Sequence[Question], k: int) -> list[list[int]]:
         """Return the BM25 top ``k`` profile item indexes per question (ties keep profile order)."""
-        from rank_bm25 import BM25Okapi
-
+        BM25Okapi = bm25_class()  # a class, named as rank_bm25 names it
         ranked: list[list[int]] = []
         for question in questions:
             if k <= 0 or not question.profile:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 
+from langchain_rpo.lamp.extras import optional_import
 from langchain_rpo.lamp.tasks import TaskSpec, get_task
 
 __all__ = [
@@ -117,6 +119,11 @@ def mae_rmse(predictions: Sequence[str], golds: Sequence[str]) -> tuple[float, f
     return mae, rmse
 
 
+def rouge_scorer_module() -> ModuleType:
+    """``rouge_score.rouge_scorer``, or an error naming the extra that installs it."""
+    return optional_import("rouge_score.rouge_scorer", extra="eval", needed_for="ROUGE scoring")
+
+
 def rouge(predictions: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
     """Return the mean ROUGE-1 and ROUGE-L F1 (``rouge_score``, no stemmer).
 
@@ -125,8 +132,7 @@ def rouge(predictions: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
     >>> rouge(["a b c"], ["a b d"])["rouge-1"]
     0.6666666666666666
     """
-    from rouge_score import rouge_scorer
-
+    rouge_scorer = rouge_scorer_module()
     _check_lengths(predictions, golds)
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False)
     r1 = rl = 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from langchain_rpo.lamp.extras import optional_import
 from langchain_rpo.lamp.metrics import LOWER_IS_BETTER
 
 __all__ = ["METHOD_DESCRIPTIONS", "markdown_table", "bar_chart"]
@@ -61,6 +62,12 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
+def figure_class() -> type:
+    """``matplotlib.figure.Figure``, or an error naming the extra that installs it."""
+    module = optional_import("matplotlib.figure", extra="eval", needed_for="the results chart")
+    return module.Figure
+
+
 def bar_chart(
     results: Mapping[str, Mapping[str, float]],
     metrics: tuple[str, ...],
@@ -80,8 +87,7 @@ def bar_chart(
     """
     # A bare Figure draws without pyplot, so writing the chart never changes the backend of
     # the caller's process (a notebook keeps showing its own plots).
-    from matplotlib.figure import Figure
-
+    Figure = figure_class()  # a class, named as matplotlib names it
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     methods = list(results)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TAUGHT_TRAJECTORY
+from tiny_models import TAUGHT_TRAJECTORY
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel

@@ -1,0 +1,184 @@
+"""Atomic file writes: a file is either the old one or the new one, never a half-written mix.
+
+:func:`atomic_write` writes into a temporary file beside the target (``.{name}.XXXXXXXX.tmp``),
+flushes and ``fsync``s it, ``os.replace``s it over the target and ``fsync``s the folder, so a
+crash at any moment leaves the previous file intact.
+
+A process killed mid-write cannot remove its temporary file; the next :func:`atomic_write` to the
+same path does. It must not remove the temporary file of a write that is still running (another
+thread or process saving the same path), so every writer holds an exclusive ``flock`` on its
+temporary file until it has been renamed: the kernel drops the lock when the writer dies, and a
+temporary file that can be locked belongs to nobody. Where ``fcntl`` is missing (Windows), an
+open file cannot be deleted anyway, so removing what can be removed is just as safe.
+
+This module sits at the bottom of the package (it imports nothing from it), so any module that
+writes a file can use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, BinaryIO, Literal, TextIO, overload
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["atomic_write", "remove_abandoned_temp_files"]
+
+
+@overload
+def atomic_write(
+    path: str | os.PathLike[str], mode: Literal["wb"] = "wb", *, encoding: None = None
+) -> contextlib.AbstractContextManager[BinaryIO]: ...
+
+
+@overload
+def atomic_write(
+    path: str | os.PathLike[str], mode: Literal["w"], *, encoding: str = "utf-8"
+) -> contextlib.AbstractContextManager[TextIO]: ...
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    mode: Literal["wb", "w"] = "wb",
+    *,
+    encoding: str | None = None,
+) -> contextlib.AbstractContextManager[IO]:  # type: ignore[type-arg]
+    """Open a temporary file that replaces ``path`` when the ``with`` block ends without error.
+
+    Example:
+        ```python
+        with atomic_write("out.json", "w") as stream:
+            json.dump(document, stream)
+        ```
+
+    The folder of ``path`` is created when missing. Temporary files that earlier writes to
+    ``path`` left behind when they were killed are removed first. If the block raises, the
+    temporary file is removed and ``path`` is untouched.
+
+    Args:
+        path: The file to write.
+        mode: ``"wb"`` for bytes, ``"w"`` for text.
+        encoding: The text encoding (``"w"`` only; UTF-8 when ``None``).
+
+    Returns:
+        A context manager that yields the open temporary file.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(
+            f"atomic_write writes whole files: mode must be 'wb' or 'w', got {mode!r}."
+        )
+    if mode == "wb" and encoding is not None:
+        raise ValueError("atomic_write: encoding applies to mode 'w' only.")
+    if mode == "w" and encoding is None:
+        encoding = "utf-8"
+    return _atomic_write(Path(path), mode, encoding)
+
+
+@contextlib.contextmanager
+def _atomic_write(
+    target: Path, mode: str, encoding: str | None
+) -> Iterator[IO]:  # type: ignore[type-arg]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temp_files(target)
+    fd, tmp_name = _locked_temp_file(target)
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+            if fcntl is not None:
+                # Renamed while the lock is still held: a cleaner never sees it unlocked.
+                os.replace(tmp_name, target)
+        if fcntl is None:
+            os.replace(tmp_name, target)  # Windows cannot rename a file that is still open
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _temp_pattern(target: Path) -> re.Pattern[str]:
+    # tempfile.mkstemp(prefix=".{name}.", suffix=".tmp") names; the random part has no dot, so
+    # the temp files of "h.zip.bak" never match those of "h.zip".
+    return re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]+\.tmp\Z")
+
+
+def _locked_temp_file(target: Path) -> tuple[int, str]:
+    """Create a temporary file beside ``target`` and hold an exclusive lock on it."""
+    while True:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        if fcntl is None:
+            return fd, name
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            return fd, name
+        # A cleaner removed it in the instant between its creation and our lock: take another.
+        os.close(fd)
+
+
+def remove_abandoned_temp_files(path: str | os.PathLike[str]) -> int:
+    """Remove the temporary files that killed writes to ``path`` left beside it.
+
+    A temporary file that a running write still holds is kept.
+
+    Args:
+        path: The target file whose leftovers to remove.
+
+    Returns:
+        How many files were removed.
+    """
+    target = Path(path)
+    pattern = _temp_pattern(target)
+    try:
+        names = [entry.name for entry in os.scandir(target.parent) if pattern.match(entry.name)]
+    except OSError:  # no folder yet, or not readable: nothing to clean
+        return 0
+    return sum(_remove_if_abandoned(target.parent / name) for name in names)
+
+
+def _remove_if_abandoned(path: Path) -> bool:
+    if fcntl is None:
+        try:
+            os.unlink(path)  # fails on Windows while a live writer holds the file open
+        except OSError:
+            return False
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # already gone (its writer finished, or another cleaner was faster)
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a live writer holds it
+            return False
+        try:
+            os.unlink(path)
+        except OSError:
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename itself (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
