@@ -7,6 +7,7 @@ every prompt with one fixed text, so tests can check what a *well-formed* trajec
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -104,3 +105,29 @@ def teach(
             loss.backward()
             optim.step()
     return model.eval()
+
+
+class PacedTokens:
+    """Counts a model's forward calls (one per generated token) at a steady pace of 3 ms each.
+
+    The end-of-sequence token is never chosen, so a generation only ends at its budget, or when
+    its caller stops it: tests of timeouts and cancellation read :attr:`count` to see when the
+    generation really stopped.
+    """
+
+    def __init__(self, model: LlamaForCausalLM) -> None:
+        self.count = 0
+        model.register_forward_hook(self._hook)
+
+    def _hook(self, module: torch.nn.Module, args: object, output: object) -> None:
+        self.count += 1
+        time.sleep(0.003)
+        output.logits[..., module.config.eos_token_id] = -1e9  # type: ignore[attr-defined]
+
+    def settled(self) -> int:
+        """The count once it stopped moving (or after 2 s)."""
+        last, deadline = -1, time.monotonic() + 2
+        while self.count != last and time.monotonic() < deadline:
+            last = self.count
+            time.sleep(0.2)
+        return self.count

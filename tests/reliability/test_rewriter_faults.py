@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import pytest
-from tiny_models import TAUGHT_TRAJECTORY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -28,7 +27,7 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
-from tiny_models import make_model
+from tiny_models import TAUGHT_TRAJECTORY, PacedTokens, make_model
 
 from langchain_rpo import FallbackReason, RPORewriter, UserHistoryStore
 from langchain_rpo.prompts import build_reflection_messages
@@ -377,32 +376,10 @@ def test_any_reflection_output_is_survivable(fault_cases, store, how) -> None:
     fault_cases.check()
 
 
-class _Ticks:
-    """Counts a model's forward calls (one per generated token), slowed to a steady pace."""
-
-    def __init__(self, model: Any) -> None:
-        self.count = 0
-        model.register_forward_hook(self._hook)
-
-    def _hook(self, module: Any, args: Any, output: Any) -> None:
-        self.count += 1
-        time.sleep(0.003)
-        # Never end by itself: the end-of-sequence token is never chosen.
-        output.logits[..., module.config.eos_token_id] = -1e9
-
-    def settled(self) -> int:
-        """The count once it stopped moving (or after 2 s)."""
-        last, deadline = -1, time.monotonic() + 2
-        while self.count != last and time.monotonic() < deadline:
-            last = self.count
-            time.sleep(0.2)
-        return self.count
-
-
 @pytest.fixture()
-def endless_reflection(tiny_tokenizer) -> tuple[ReflectionModel, _Ticks]:
+def endless_reflection(tiny_tokenizer) -> tuple[ReflectionModel, PacedTokens]:
     model = make_model(tiny_tokenizer, seed=3)
-    ticks = _Ticks(model)
+    ticks = PacedTokens(model)
     reflection = ReflectionModel.from_model(
         model, tiny_tokenizer, max_new_tokens=600, stop_strings=[]
     )

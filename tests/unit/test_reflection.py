@@ -21,7 +21,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from tiny_models import TAUGHT_TRAJECTORY, make_model
+from tiny_models import TAUGHT_TRAJECTORY, PacedTokens, make_model
 
 from langchain_rpo import FallbackReason, RPORewriter, UserHistoryStore, assets
 from langchain_rpo import reflection as reflection_module
@@ -379,24 +379,11 @@ def test_a_budget_cut_stream_reports_length(random_reflection: ReflectionModel) 
 # ---------------------------------------------------------------------- timeout
 
 
-class _Paced:
-    """Counts a model's forward calls (one per token) at a steady pace; it never ends by itself."""
-
-    def __init__(self, model: Any) -> None:
-        self.count = 0
-        model.register_forward_hook(self._hook)
-
-    def _hook(self, module: Any, args: Any, output: Any) -> None:
-        self.count += 1
-        time.sleep(0.003)
-        output.logits[..., module.config.eos_token_id] = -1e9
-
-
 @pytest.fixture()
-def slow_reflection(tiny_tokenizer) -> tuple[ReflectionModel, _Paced]:
+def slow_reflection(tiny_tokenizer) -> tuple[ReflectionModel, PacedTokens]:
     """A model that would take 600 tokens (over 1.8 s) and has 0.2 s to answer."""
     model = make_model(tiny_tokenizer, seed=3)
-    paced = _Paced(model)
+    paced = PacedTokens(model)
     reflection = ReflectionModel.from_model(
         model, tiny_tokenizer, max_tokens=600, stop_strings=[], timeout=0.2
     )
