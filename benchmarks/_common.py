@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
+from langchain_rpo.lamp.bootstrap import percentile  # one definition, with the harness
+
 _STARTED = time.perf_counter()
 
 __all__ = [
@@ -36,23 +38,6 @@ __all__ = [
     "rss_mb",
     "timed",
 ]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile ``q`` (0..100) of ``values``.
-
-    >>> percentile([1, 2, 3, 4], 50)
-    2.5
-    >>> percentile([5.0], 95)
-    5.0
-    """
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def p50(values: Sequence[float]) -> float:

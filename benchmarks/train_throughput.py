@@ -43,6 +43,7 @@ from typing import Any
 
 from benchmarks._common import fmt_s, p50, print_footer, print_header, print_table, verdict
 from benchmarks._pep import PEP_DIR
+from langchain_rpo.adapter_settings import LAMP_ITEM_CHARS
 
 TARGET_RATIO = 0.95
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def build_records(limit: int, k: int = 4) -> list[dict[str, Any]]:
         records.append(
             {
                 "prompt": reflection_prompt(
-                    draft, [spec.render_item(item, 400) for item in items], q["input"]
+                    draft, [spec.render_item(item, LAMP_ITEM_CHARS) for item in items], q["input"]
                 ),
                 "completion": [{"role": "assistant", "content": render(trajectory)}],
             }

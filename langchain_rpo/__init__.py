@@ -7,9 +7,11 @@ structured trajectory; :class:`RPORewriter` composes the three as one LCEL Runna
 
 from importlib import metadata as _metadata
 
+from langchain_rpo.adapter_settings import AdapterSettings
 from langchain_rpo.history import UserHistoryStore
 from langchain_rpo.history_backend import HistoryBackend, HistoryRecord
 from langchain_rpo.history_file import HistoryFileError
+from langchain_rpo.history_vectorstore import VectorStoreHistory
 from langchain_rpo.metadata import FallbackReason, RPOMetadata
 from langchain_rpo.reflection import GenerationCancelled, GenerationTimeout, ReflectionModel
 from langchain_rpo.retriever import HistoryRetriever
@@ -22,8 +24,10 @@ __all__ = [
     "HistoryBackend",
     "HistoryRecord",
     "HistoryFileError",
+    "VectorStoreHistory",
     "HistoryRetriever",
     "ReflectionModel",
+    "AdapterSettings",
     "GenerationCancelled",
     "GenerationTimeout",
     "FallbackReason",

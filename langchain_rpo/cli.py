@@ -45,16 +45,23 @@ Run methods side by side on a LaMP split and score them with the task's official
   zero      the base model alone (no history)
   rag       context injection: the top-k history items in the base model's prompt
   rpo       the base model's draft rewritten by the reflection model and its adapter
+  rpo-k0    the same rewrite with no history recalled (k=0), to measure what history adds
   rpo-base  the same rewrite by the reflection model without adapter
   nearest   the output of the most similar history item (no model)
 
-Name the split with --set (a set bundled with the package) or with --questions and --outputs.
+Name the split with --set (a set bundled with the package, or a folder of LaMP-format files)
+or with --questions and --outputs. Several sets (--set a,b or --set a --set b) run one after
+the other into --out/SET/, then --out/combined.md, combined.json and combined.png give each
+method per set and pooled (the mean over all their questions), and the gain of each method over
+zero (and of rpo over rpo-k0 and rpo-base) with its paired-bootstrap 95% interval.
 Predictions are cached per question, so running the same command again resumes.
 """
 
 _EVAL_EXAMPLES = """\
 examples:
   rpo eval --set pep --out runs/pep --limit 16
+  rpo eval --set pep,../shared/data/eip,go=../shared/data/goblog --out runs/three \
+      --methods zero,rpo-k0,rpo
   rpo eval --questions dev_questions.json --outputs dev_outputs.json --out runs/lamp5 \\
       --methods zero,rpo --k 4
 """
@@ -99,8 +106,9 @@ def _add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
         epilog=_bundled_sets_help() + "\n" + _EVAL_EXAMPLES,
     )
     p.add_argument(
-        "--set", dest="bundled_set", type=choice("--set", SETS), metavar="NAME",
-        help=f"a bundled set instead of --questions/--outputs: {', '.join(SETS)}",
+        "--set", dest="bundled_set", action="append", metavar="NAME|PATH|NAME=PATH",
+        help=f"a bundled set ({', '.join(SETS)}) or a folder of LaMP-format files, instead of "
+        "--questions/--outputs; several: comma-separated or repeated (one combined report)",
     )  # fmt: skip
     p.add_argument(
         "--split", type=choice("--split", ("train", "dev")), metavar="{train,dev}",
@@ -112,9 +120,10 @@ def _add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     p.set_defaults(func=_run_eval)
 
 
-def _split_files(args: argparse.Namespace) -> tuple[Path, Path]:
-    """The questions and outputs files, from ``--set`` or from ``--questions``/``--outputs``."""
-    from langchain_rpo.lamp.sets import get_set
+def _split_files(args: argparse.Namespace) -> tuple[Path, Path] | list:
+    """The questions and outputs files, from ``--set`` or from ``--questions``/``--outputs``;
+    several sets (:class:`~langchain_rpo.lamp.sets.BundledSet`) when ``--set`` names several."""
+    from langchain_rpo.lamp.sets import parse_sets
 
     given = [flag for flag, value in (("--questions", args.questions), ("--outputs", args.outputs))
              if value is not None]  # fmt: skip
@@ -124,7 +133,8 @@ def _split_files(args: argparse.Namespace) -> tuple[Path, Path]:
                 f"--set and {' and '.join(given)} both name the split; pass one of them "
                 "(see 'rpo eval --help')"
             )
-        return get_set(args.bundled_set).files(args.split or "dev")
+        sets = parse_sets(args.bundled_set)
+        return sets if len(sets) > 1 else sets[0].files(args.split or "dev")
     if args.split is not None:
         raise UsageError("--split goes with --set (see 'rpo eval --help')")
     if len(given) < 2:
@@ -139,9 +149,22 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     from langchain_rpo.lamp.harness import EvalConfig, run_eval
 
-    args.questions, args.outputs = _split_files(args)
+    found = _split_files(args)
+    sets = found if isinstance(found, list) else None
+    # Several sets: each run gets its own files; the config's are placeholders until then.
+    args.questions, args.outputs = sets[0].files(args.split or "dev") if sets else found
     names = {f.name for f in dataclasses.fields(EvalConfig)}
     config = EvalConfig(**{name: value for name, value in vars(args).items() if name in names})
+    if sets:
+        from langchain_rpo.lamp.combined import run_sets
+
+        combined = run_sets(config, sets, args.split or "dev", progress=not args.no_progress)
+        print(combined.table, end="")
+        print(
+            f"\nwrote {combined.out}/: combined.md, combined.json, combined.png, and one run "
+            f"folder per set ({', '.join(combined.runs)})"
+        )
+        return 0
     result = run_eval(config, progress=not args.no_progress)
     print(result.table, end="")
     print(f"\nwrote {result.out}/: metrics.json, results.md, results.png, {{method}}_outputs.json")
@@ -288,7 +311,9 @@ def _add_history(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "streaming. The file is written atomically: it appears whole or not at all.",
         epilog=_HISTORY_EXAMPLES,
     )  # fmt: skip
-    e.add_argument("source", metavar="SOURCE", help="the backend to read (see 'rpo history --help')")
+    e.add_argument(
+        "source", metavar="SOURCE", help="the backend to read (see 'rpo history --help')"
+    )
     e.add_argument("out", metavar="FILE", help="the JSON Lines file to write, or - for stdout")
     e.add_argument(
         "--vectors", action="store_true",
@@ -309,7 +334,9 @@ def _add_history(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         epilog=_HISTORY_EXAMPLES,
     )  # fmt: skip
     i.add_argument("file", metavar="FILE", help="the JSON Lines file to read, or - for stdin")
-    i.add_argument("target", metavar="TARGET", help="the backend to add to (see 'rpo history --help')")
+    i.add_argument(
+        "target", metavar="TARGET", help="the backend to add to (see 'rpo history --help')"
+    )
     i.add_argument(
         "--reembed", action="store_true",
         help="ignore the file's vectors and embed the texts with the target's model",
@@ -334,7 +361,11 @@ def _run_history_export(args: argparse.Namespace) -> int:
     if args.out != "-":
         check_target(Path(args.out), "FILE", folder=False)
     with open_history(args.source, create=False) as backend:
-        options = {"user_ids": args.users, "with_vectors": args.vectors, "progress": _progress(args)}
+        options = {
+            "user_ids": args.users,
+            "with_vectors": args.vectors,
+            "progress": _progress(args),
+        }
         if args.out == "-":
             n = export_history(backend, sys.stdout, **options)
             sys.stdout.flush()
@@ -413,9 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true",
         help="log progress details, and show the traceback of an error",
     )  # fmt: skip
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{eval,lamp,history,demo}"
-    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{eval,lamp,history,demo}")
     _add_eval(sub, common)
     _add_lamp(sub, common)
     _add_history(sub, common)

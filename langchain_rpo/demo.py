@@ -1,9 +1,9 @@
 """``rpo demo``: personalize PEP titles for a few real authors, offline, side by side.
 
 The base ("black-box") model drafts a title for a PEP abstract without any history; the
-author's earlier PEPs are recalled from a :class:`~langchain_rpo.UserHistoryStore`; the
-reflection model rewrites the draft; the author's real title is shown beside both. Everything
-runs on the embedded defaults (SmolLM2-135M-Instruct, all-MiniLM-L6-v2) with no network.
+author's earlier PEPs are recalled from a :class:`~langchain_rpo.UserHistoryStore` (or any
+history backend passed to :func:`main`); the reflection model rewrites the draft; the author's
+real title is shown beside both. Everything runs on the embedded defaults (SmolLM2-135M-Instruct, all-MiniLM-L6-v2) with no network.
 """
 
 from __future__ import annotations
@@ -15,8 +15,18 @@ import time
 from collections.abc import Sequence
 from operator import itemgetter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from langchain_rpo.adapter_settings import (
+    DEFAULT_K,
+    LAMP_ITEM_CHARS,
+    AdapterSettings,
+    warn_if_differs,
+)
 from langchain_rpo.cli_args import Parser, UsageError, whole_number
+
+if TYPE_CHECKING:
+    from langchain_rpo.history_backend import HistoryBackend
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "add_arguments", "check_arguments", "main"]
 
@@ -61,9 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--users", type=_users, default=3, metavar="N|all",
         help="how many authors to show, or 'all' (default: %(default)s)",
     )  # fmt: skip
+    # k, the budget and the cut default to what the adapter was trained with (its
+    # rpo_settings.json; the bundled adapter's for --adapter none, so the bare model reads the
+    # same prompt): None here means "not given".
     parser.add_argument(
-        "--k", type=whole_number("--k", 0), default=4, metavar="N",
-        help="history items recalled per request (default: %(default)s)",
+        "--k", type=whole_number("--k", 0), default=None, metavar="N",
+        help="history items recalled per request (default: the adapter's, 4 for the bundled one)",
     )  # fmt: skip
     parser.add_argument(
         "--adapter", default=None, metavar="PATH|none",
@@ -71,14 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the bundled adapter when the package ships one)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-new-tokens", type=whole_number("--max-new-tokens", 1), default=96, metavar="N",
-        help="the reflection model's budget for a trajectory (default: %(default)s)",
+        "--max-new-tokens", type=whole_number("--max-new-tokens", 1), default=None, metavar="N",
+        help="the reflection model's budget for a trajectory (default: the adapter's, 96 for "
+        "the bundled one)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-item-chars", type=whole_number("--max-item-chars", 1, zero_means_none=True),
-        default=80, metavar="N",
-        help="cut a recalled PEP's abstract to N characters, 0 for no cut (default: "
-        "%(default)s, as the bundled adapter was trained and scored)",
+        "--max-item-chars", type=whole_number("--max-item-chars", 0), default=None, metavar="N",
+        help="cut a recalled PEP's abstract to N characters, 0 for no cut (default: the "
+        "adapter's, 80 for the bundled one)",
     )  # fmt: skip
 
 
@@ -112,6 +125,14 @@ def check_arguments(args: argparse.Namespace) -> None:
     )
 
 
+def _prompt_settings(adapter: str | None) -> AdapterSettings | None:
+    """The settings of ``--adapter`` (``none``: the bundled adapter's, for the same prompt)."""
+    from langchain_rpo.assets import bundled_adapter_path
+
+    folder = bundled_adapter_path() if adapter in (None, "none") else Path(adapter)
+    return AdapterSettings.read(folder) if folder is not None else None
+
+
 def _pick(questions: Sequence, n: int | None, min_profile: int = 3) -> list:
     """The first ``n`` questions (None: all) of distinct authors with ``min_profile`` past PEPs."""
     picked, seen = [], set()
@@ -126,12 +147,19 @@ def _pick(questions: Sequence, n: int | None, min_profile: int = 3) -> list:
     return picked
 
 
-def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+def main(
+    args: argparse.Namespace | Sequence[str] | None = None,
+    *,
+    history: HistoryBackend | None = None,
+) -> int:
     """Run the demo and print drafts, rewrites and the real titles.
 
     Args:
         args: Parsed options (missing ones take their defaults), a command line, or None for
             ``sys.argv``.
+        history: The backend to hold the authors' PEPs (any
+            :class:`~langchain_rpo.history_backend.HistoryBackend`; default: a fresh FAISS store
+            over all-MiniLM-L6-v2). The demo adds each author's earlier PEPs to it.
 
     Returns:
         The exit status (0).
@@ -162,7 +190,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     golds = read_outputs(data / "dev_outputs.json", task).outputs
 
     started = time.perf_counter()
-    store = UserHistoryStore()
+    store = history if history is not None else UserHistoryStore()
     for question in questions:
         store.add_texts(
             question.user,
@@ -175,18 +203,29 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     base = ReflectionModel.from_pretrained(adapter=False, max_new_tokens=task.max_new_tokens)
     adapter = False if args.adapter == "none" else args.adapter
-    reflection = ReflectionModel.from_pretrained(
-        adapter=adapter, max_new_tokens=args.max_new_tokens
-    )
+    given = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens is not None else {}
+    settings = _prompt_settings(args.adapter)
+    if args.adapter == "none" and settings is not None:
+        given.setdefault("max_new_tokens", settings.max_new_tokens)  # the bundled prompt
+    reflection = ReflectionModel.from_pretrained(adapter=adapter, **given)
+    settings = reflection.adapter_settings or settings
     t_load = time.perf_counter() - started
+    k = args.k if args.k is not None else settings.k if settings else DEFAULT_K
+    if args.max_item_chars is not None:
+        item_chars = args.max_item_chars or None
+        warn_if_differs(settings, "rpo demo", stacklevel=2, max_item_chars=item_chars)
+    else:
+        item_chars = settings.max_item_chars if settings else LAMP_ITEM_CHARS
 
     def show_item(doc: Document) -> str:
         # The reflection model sees each recalled PEP as the LaMP-5 item template renders it,
         # cut as in the adapter's training data.
-        return task.render_item(doc.metadata, args.max_item_chars or None)
+        return task.render_item(doc.metadata, item_chars)
 
     prompt = ChatPromptTemplate.from_messages([("human", "{input}")])
-    rewriter = RPORewriter(history=store, reflection=reflection, k=args.k, format_item=show_item)
+    rewriter = RPORewriter(
+        history=store, reflection=reflection, k=k, format_item=show_item, max_item_chars=None
+    )  # show_item cuts each item, in the template
     # Post-hoc: the rewriter personalizes whatever the chain answers; given the request too (as
     # the adapter was trained), it recalls with it and shows it to the reflection model.
     chain = {"query": itemgetter("input"), "draft": prompt | base} | rewriter
@@ -200,7 +239,8 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     print("RPO demo: PEP abstracts -> titles, personalized per author (offline)")
     print(f"  base model       : {base.model_name}")
     print(f"  reflection model : {reflection.model_name}  adapter: {adapter_name}")
-    print(f"  history store    : all-MiniLM-L6-v2 + FAISS, k={args.k}")
+    backend = "all-MiniLM-L6-v2 + FAISS" if history is None else type(history).__name__
+    print(f"  history store    : {backend}, k={k}")
     width = 96
     drafts, rewrites, reals = [], [], []
     for question, answer in zip(questions, answers, strict=True):

@@ -8,6 +8,9 @@ asking user's vectors, and forgetting a user drops their whole index.
 Items have string ids (uuid4 hex by default, or the caller's); each maps to an int64 FAISS id
 that is private to the user's index.
 
+Beside the items, each user's feedback events (:class:`~langchain_rpo.feedback.FeedbackEvent`)
+are kept in memory and saved in the same file; ``forget`` erases them with the items.
+
 This module is the in-memory store. What it accepts is checked by
 :mod:`langchain_rpo.history_checks` before anything changes; the file it saves to and loads from
 is owned by :mod:`langchain_rpo.history_file` (one zip, written atomically, no pickle, refused
@@ -31,6 +34,7 @@ from langchain_core.embeddings import Embeddings
 
 from langchain_rpo import history_file
 from langchain_rpo.embeddings import SentenceTransformerEmbeddings, default_embeddings
+from langchain_rpo.feedback import EventLog, FeedbackEvent, check_events
 from langchain_rpo.history_backend import HistoryBackend, HistoryRecord
 from langchain_rpo.history_backend import embeddings_identifier as _embeddings_identifier
 from langchain_rpo.history_checks import (
@@ -121,6 +125,7 @@ class UserHistoryStore(HistoryBackend):
         self._users: dict[str, _UserIndex] = {}
         self._dim: int | None = None
         self._lock = threading.RLock()
+        self._feedback = EventLog()  # saved in the zip beside the items (history_file v2)
 
     def __repr__(self) -> str:
         with self._lock:
@@ -379,7 +384,35 @@ class UserHistoryStore(HistoryBackend):
         user_id = check_user_id(user_id)
         with self._lock:
             user = self._users.pop(user_id, None)
+            self._feedback.forget(user_id)
             return 0 if user is None else len(user.docs)
+
+    # ------------------------------------------------------------------ feedback events
+
+    def add_feedback(self, user_id: str, events: Sequence[FeedbackEvent]) -> int:
+        """Store feedback events of one user (see :meth:`HistoryBackend.add_feedback`).
+
+        Kept in memory and written by :meth:`save` as the user's ``feedback/*.jsonl`` member.
+        """
+        user_id = check_user_id(user_id)
+        checked = check_events(user_id, events)
+        with self._lock:
+            return self._feedback.add(user_id, checked)
+
+    def feedback(self, user_id: str) -> list[FeedbackEvent]:
+        """The user's feedback events in time order."""
+        return self._feedback.events(check_user_id(user_id))
+
+    def delete_feedback(self, user_id: str, event_ids: Sequence[str]) -> int:
+        """Delete the user's events by id; unknown ids are ignored. Returns how many went."""
+        user_id = check_user_id(user_id)
+        wanted = check_str_sequence(event_ids, "event_ids")
+        with self._lock:
+            return self._feedback.delete(user_id, wanted)
+
+    def feedback_users(self) -> list[str]:
+        """The users that have feedback events, sorted."""
+        return self._feedback.users()
 
     # ------------------------------------------------------------------ reads
 
@@ -609,6 +642,7 @@ class UserHistoryStore(HistoryBackend):
                 dim=self._dim,
                 embeddings=embeddings_id,
                 users=[user.stored(uid) for uid, user in sorted(self._users.items())],
+                feedback=self._feedback.stored(),
             )
         history_file.write(path, snapshot)
 
@@ -657,4 +691,5 @@ class UserHistoryStore(HistoryBackend):
         store._dim = dim
         for user in stored.users:
             store._users[user.user_id] = _UserIndex.from_stored(user, dim)  # type: ignore[arg-type]
+        store._feedback.replace_all(stored.feedback)
         return store

@@ -11,6 +11,14 @@ it stores them. Inputs are held to the same rules everywhere (:mod:`langchain_rp
 
 A backend implements the abstract methods; the rest (documents, scores, async twins, export)
 have working defaults written in terms of those.
+
+**Feedback events** (:class:`~langchain_rpo.feedback.FeedbackEvent`: a user's reaction to an
+answer) live beside the user's history: :meth:`HistoryBackend.add_feedback`,
+:meth:`HistoryBackend.feedback`, :meth:`HistoryBackend.delete_feedback`. ``forget`` erases a
+user's events with their items; ``delete`` of items leaves events alone (an event is a record of
+what happened, and it holds its own copy of the texts it recalled, see
+:mod:`langchain_rpo.feedback`). The built-in backends implement them; a third-party backend
+that does not raises ``NotImplementedError`` naming the method, rather than losing events.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 
 from langchain_rpo.embeddings import SentenceTransformerEmbeddings
+from langchain_rpo.feedback import FeedbackEvent
 from langchain_rpo.history_checks import check_add_call, check_k, check_query, check_user_id
 
 __all__ = ["HistoryBackend", "HistoryRecord", "embeddings_identifier"]
@@ -123,7 +132,11 @@ class HistoryBackend(ABC):
 
     @abstractmethod
     def forget(self, user_id: str) -> int:
-        """Delete the user's whole history. Returns how many items it held."""
+        """Delete the user's whole history, feedback events included. Returns how many items it held.
+
+        The events go too because they hold copies of the user's texts (their edits, the items
+        an answer recalled): erasing a user must leave none of their words behind.
+        """
 
     @abstractmethod
     def users(self) -> list[str]:
@@ -136,6 +149,47 @@ class HistoryBackend(ABC):
     @abstractmethod
     def iter_items(self, user_id: str, *, with_vectors: bool = False) -> Iterator[HistoryRecord]:
         """Every item of one user (in a stable order), for export."""
+
+    # ------------------------------------------------------------------ feedback events
+
+    def add_feedback(self, user_id: str, events: Sequence[FeedbackEvent]) -> int:
+        """Store feedback events of one user; an event whose id is stored already is replaced.
+
+        The call is checked whole first (:func:`~langchain_rpo.feedback.check_events`): a list
+        of events, all of this user, no event id twice; a bad call stores nothing.
+
+        Returns:
+            How many events were stored.
+
+        Raises:
+            ValueError: On a call :func:`~langchain_rpo.feedback.check_events` refuses.
+            NotImplementedError: When this backend does not keep feedback events.
+        """
+        raise self._no_feedback("add_feedback")
+
+    def feedback(self, user_id: str) -> list[FeedbackEvent]:
+        """The user's feedback events in time order (same instant: the order they were stored)."""
+        raise self._no_feedback("feedback")
+
+    def delete_feedback(self, user_id: str, event_ids: Sequence[str]) -> int:
+        """Delete the user's events by id; unknown ids are ignored. Returns how many went.
+
+        Deleting an event leaves the history item its final text became (``delete`` that
+        item by id when it should go too: its metadata holds ``event_id``).
+        """
+        raise self._no_feedback("delete_feedback")
+
+    def feedback_users(self) -> list[str]:
+        """The users that have feedback events, sorted (a user may have events and no items)."""
+        raise self._no_feedback("feedback_users")
+
+    def _no_feedback(self, method: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"{type(self).__name__} does not keep feedback events ({method}). Fix: implement "
+            "add_feedback, feedback, delete_feedback and feedback_users (and erase events in "
+            "forget), or use a built-in backend (UserHistoryStore, PostgresHistory, "
+            "VectorStoreHistory)."
+        )
 
     # ------------------------------------------------------------------ defaults
 
@@ -245,6 +299,18 @@ class HistoryBackend(ABC):
     async def aforget(self, user_id: str) -> int:
         """Async twin of :meth:`forget`."""
         return await run_in_executor(None, self.forget, user_id)
+
+    async def aadd_feedback(self, user_id: str, events: Sequence[FeedbackEvent]) -> int:
+        """Async twin of :meth:`add_feedback`."""
+        return await run_in_executor(None, self.add_feedback, user_id, events)
+
+    async def adelete_feedback(self, user_id: str, event_ids: Sequence[str]) -> int:
+        """Async twin of :meth:`delete_feedback`."""
+        return await run_in_executor(None, self.delete_feedback, user_id, event_ids)
+
+    async def aget(self, user_id: str, ids: Sequence[str]) -> list[Document]:
+        """Async twin of :meth:`get`."""
+        return await run_in_executor(None, self.get, user_id, ids)
 
     async def acount(self, user_id: str) -> int:
         """Async twin of :meth:`count`."""

@@ -78,6 +78,7 @@ def check_user_id(user_id: object) -> str:
             "the user, for example config={'configurable': {'user_id': 'alice'}}."
         )
     check_encodable(user_id, "user_id")
+    check_no_nul(user_id, "user_id")
     return user_id
 
 
@@ -207,14 +208,14 @@ def check_add_call(
     text_list = check_str_sequence(texts, "texts")
     for i, text in enumerate(text_list):
         check_encodable(text, f"texts[{i}]")
+        check_no_nul(text, f"texts[{i}]")
     n = len(text_list)
     if metadatas is None:
         metas: list[dict[str, Any]] = [{} for _ in range(n)]
     else:
         if isinstance(metadatas, (str, dict)) or not isinstance(metadatas, Iterable):
             raise ValueError(
-                f"metadatas must be a list of dicts (one per text), got "
-                f"{type(metadatas).__name__}."
+                f"metadatas must be a list of dicts (one per text), got {type(metadatas).__name__}."
             )
         metas = [check_metadata(m, f"metadatas[{i}]") for i, m in enumerate(metadatas)]
         if len(metas) != n:
@@ -242,6 +243,7 @@ def check_add_call(
             if not item_id:
                 raise ValueError(f"ids[{i}] is empty; ids must be non-empty strings.")
             check_encodable(item_id, f"ids[{i}]")
+            check_no_nul(item_id, f"ids[{i}]")
         if len(set(item_ids)) != n:
             raise ValueError(
                 "ids must be unique within one call; to replace an item, add it once with "
@@ -349,9 +351,9 @@ def normalised_vectors(vectors: object, dim: int | None, what: str) -> np.ndarra
 def check_no_nul(value: str, where: str) -> None:
     """Refuse a string holding a NUL character (``"\\x00"``).
 
-    PostgreSQL's ``text`` cannot hold NUL, so a backend on it must refuse such a string rather
-    than store something else; the embedded FAISS store does not call this (see the report on
-    issue 13 for whether it should, so that every backend refuses the same inputs).
+    PostgreSQL's ``text`` cannot hold NUL, so every backend refuses a NUL in a user id, an item
+    id or a text (the same inputs everywhere, so a history moves between backends unchanged);
+    metadata may hold NUL (every backend stores it as JSON text, where it is escaped).
 
     Args:
         value: The string.
@@ -363,8 +365,7 @@ def check_no_nul(value: str, where: str) -> None:
     position = value.find("\x00")
     if position >= 0:
         raise ValueError(
-            f"{where} holds a NUL character ('\\x00') at position {position}; this backend stores "
-            "strings as PostgreSQL text, which cannot hold NUL. Fix: remove it, for example "
+            f"{where} holds a NUL character ('\\x00') at position {position}, which no history "
+            "backend stores (PostgreSQL text cannot hold it). Fix: remove it, for example "
             "value.replace('\\x00', '')."
         )
-

@@ -1,17 +1,26 @@
 """The history file: one zip holding a whole store, written and read (and distrusted) here.
 
-Layout of format ``langchain-rpo-history``, version 1:
+Layout of format ``langchain-rpo-history``, version 2:
 
 - ``manifest.json``: ``{"format", "format_version", "dim", "embeddings", "users": [{"user_id",
-  "count", "docstore", "index"}, ...]}``; user ``n`` (from 0) names its members
-  ``users/NNNNNN/docstore.json`` and ``users/NNNNNN/index.faiss``, ``NNNNNN`` being ``n`` in six
-  digits.
+  "count", "docstore", "index"}, ...], "feedback": [{"user_id", "count", "events"}, ...]}``;
+  user ``n`` (from 0) names its members ``users/NNNNNN/docstore.json`` and
+  ``users/NNNNNN/index.faiss``, ``NNNNNN`` being ``n`` in six digits; feedback entry ``m`` (from
+  0) names ``feedback/MMMMMM.jsonl``. The feedback list is separate from the users list because
+  a user may have feedback events and no items (they rejected every answer).
 - ``users/NNNNNN/docstore.json``: ``{"next_int", "items": [{"id", "faiss_id", "page_content",
   "metadata"}, ...]}``; ``next_int`` is the next FAISS id the user's index hands out.
 - ``users/NNNNNN/index.faiss``: the user's unit vectors and their int64 ids, in exactly the bytes
   ``faiss.serialize_index`` writes for ``IndexIDMap2(IndexFlatIP(dim))`` (little-endian), so
   ``faiss.deserialize_index`` reads it too. Stored uncompressed: float vectors barely compress,
   and storing keeps save and load fast.
+- ``feedback/MMMMMM.jsonl``: one user's feedback events, one
+  :meth:`~langchain_rpo.feedback.FeedbackEvent.to_json` line each (every line ends with a
+  newline), in the order the store holds them; ``count`` lines, all of that user, no event id
+  twice, every event checked by :meth:`~langchain_rpo.feedback.FeedbackEvent.from_json`.
+
+Version 1 files (written before feedback events existed: no ``feedback`` key, no
+``feedback/`` members) are still read, with no events; :func:`write` always writes version 2.
 
 JSON members are deflated, except one that would compress more than
 :data:`MAX_COMPRESSION_RATIO` times (it is stored instead), so that every file :func:`write`
@@ -20,7 +29,7 @@ produces is one :func:`read` accepts.
 Nothing is pickled, and :func:`read` trusts nothing in the file: every damaged or crafted file
 raises :class:`HistoryFileError` and returns nothing. It checks, before inflating a member, that
 it is one of the expected members, not encrypted, stored or deflated, declares a size within
-:data:`MAX_MANIFEST_BYTES` / :data:`MAX_DOCSTORE_BYTES` (an index member must have exactly the size
+:data:`MAX_MANIFEST_BYTES` / :data:`MAX_DOCSTORE_BYTES` / :data:`MAX_FEEDBACK_BYTES` (an index member must have exactly the size
 its count and width give) and a compression ratio within :data:`MAX_COMPRESSION_RATIO`; then it
 reads each member fully with a read bounded by that size, so every CRC is checked; then it checks
 every field's type, the users (no duplicates), the items (no duplicate ids or FAISS ids, counts
@@ -37,13 +46,14 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from langchain_rpo.atomic import atomic_write
+from langchain_rpo.feedback import FeedbackEvent
 from langchain_rpo.history_checks import check_encodable, check_json_value
 
 __all__ = [
@@ -51,6 +61,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_COMPRESSION_RATIO",
     "MAX_DOCSTORE_BYTES",
+    "MAX_FEEDBACK_BYTES",
     "MAX_MANIFEST_BYTES",
     "HistoryFileError",
     "StoredHistory",
@@ -61,13 +72,18 @@ __all__ = [
 ]
 
 FORMAT_NAME = "langchain-rpo-history"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The version :func:`write` writes; :func:`read` reads it and every earlier one (1: no feedback)."""
+_READABLE_VERSIONS = (1, 2)
 
 MAX_MANIFEST_BYTES = 256 * 2**20
 """The largest ``manifest.json`` (inflated) a file may hold: about two million users."""
 
 MAX_DOCSTORE_BYTES = 2 * 2**30
 """The largest docstore (one user's texts and metadata, inflated) a file may hold."""
+
+MAX_FEEDBACK_BYTES = 2 * 2**30
+"""The largest feedback member (one user's events, inflated) a file may hold."""
 
 MAX_COMPRESSION_RATIO = 100
 """The most a member may inflate relative to its compressed size.
@@ -77,7 +93,9 @@ writer stores (does not compress) a member that would exceed it, so its own file
 """
 
 _MANIFEST = "manifest.json"
-_MANIFEST_KEYS = frozenset({"format", "format_version", "dim", "embeddings", "users"})
+_MANIFEST_KEYS_V1 = frozenset({"format", "format_version", "dim", "embeddings", "users"})
+_MANIFEST_KEYS = _MANIFEST_KEYS_V1 | {"feedback"}
+_FEEDBACK_ENTRY_KEYS = frozenset({"user_id", "count", "events"})
 _ENTRY_KEYS = frozenset({"user_id", "count", "docstore", "index"})
 _DOCSTORE_KEYS = frozenset({"next_int", "items"})
 _ITEM_KEYS = frozenset({"id", "faiss_id", "page_content", "metadata"})
@@ -141,16 +159,22 @@ class StoredHistory:
         dim: The embedding width, ``None`` for a store that never held a vector.
         embeddings: The embeddings model's identifier.
         users: The users, each with at least one item.
+        feedback: Per user with at least one event, the user's events in the store's order.
     """
 
     dim: int | None
     embeddings: str
     users: list[StoredUser]
+    feedback: dict[str, list[FeedbackEvent]] = field(default_factory=dict)
 
 
 def _member_names(n: int) -> tuple[str, str]:
     folder = f"users/{n:06d}"
     return f"{folder}/docstore.json", f"{folder}/index.faiss"
+
+
+def _feedback_member_name(m: int) -> str:
+    return f"feedback/{m:06d}.jsonl"
 
 
 def _index_size(count: int, dim: int) -> int:
@@ -204,7 +228,13 @@ def _members(history: StoredHistory) -> Iterator[tuple[str, bytes, bool]]:
         "dim": history.dim,
         "embeddings": history.embeddings,
         "users": [],
+        "feedback": [],
     }
+    feedback = [(user, events) for user, events in history.feedback.items() if events]
+    for m, (user_id, events) in enumerate(feedback):
+        manifest["feedback"].append(
+            {"user_id": user_id, "count": len(events), "events": _feedback_member_name(m)}
+        )
     for n, user in enumerate(history.users):
         docstore_name, index_name = _member_names(n)
         manifest["users"].append(
@@ -238,6 +268,12 @@ def _members(history: StoredHistory) -> Iterator[tuple[str, bytes, bool]]:
         )
         yield docstore_name, data, True
         yield index_name, _index_bytes(user.vectors, user.faiss_ids), False
+    for m, (user_id, events) in enumerate(feedback):
+        data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
+        _check_writable_size(
+            data, MAX_FEEDBACK_BYTES, f"The feedback of user {user_id!r}", "MAX_FEEDBACK_BYTES"
+        )
+        yield _feedback_member_name(m), data, True
 
 
 def _check_writable_size(data: bytes, limit: int, what: str, name: str) -> None:
@@ -355,9 +391,11 @@ class _Reader:
             raise self.fail("its members declare more bytes than the file holds")
         manifest = self.json_member(infos[_MANIFEST], MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
         dim, embeddings, entries = self.check_manifest(manifest)
+        feedback_entries = self.check_feedback_entries(manifest)
         expected = {_MANIFEST}
         for n in range(len(entries)):
             expected.update(_member_names(n))
+        expected.update(entry["events"] for entry in feedback_entries)
         if set(infos) != expected:
             missing, extra = sorted(expected - set(infos)), sorted(set(infos) - expected)
             raise self.fail(
@@ -365,7 +403,11 @@ class _Reader:
                 f"{extra[:3]})"
             )
         users = [self.read_user(entry, infos, dim) for entry in entries]
-        return StoredHistory(dim=dim, embeddings=embeddings, users=users)
+        feedback = {
+            entry["user_id"]: self.read_feedback(entry, infos[entry["events"]])
+            for entry in feedback_entries
+        }
+        return StoredHistory(dim=dim, embeddings=embeddings, users=users, feedback=feedback)
 
     # ------------------------------------------------------------------ members
 
@@ -424,12 +466,14 @@ class _Reader:
         version = manifest.get("format_version")
         if not _is_int(version):
             raise self.fail(f"the manifest's format_version is {version!r}, not an int")
-        if version != FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise HistoryFileError(
                 f"{self.path} has history format version {version!r}; this langchain-rpo reads "
-                f"version {FORMAT_VERSION}. Upgrade langchain-rpo to load it."
+                f"versions {', '.join(map(str, _READABLE_VERSIONS))}. Upgrade langchain-rpo to "
+                "load it."
             )
-        self.check_keys(manifest, _MANIFEST_KEYS, "the manifest")
+        self.check_keys(manifest, _MANIFEST_KEYS if version >= 2 else _MANIFEST_KEYS_V1,
+                        "the manifest")  # fmt: skip
         dim = manifest["dim"]
         if dim is not None and (not _is_int(dim) or dim <= 0):
             raise self.fail(f"the manifest has an invalid embedding dimension {dim!r}")
@@ -438,9 +482,7 @@ class _Reader:
             raise self.fail(f"the manifest's embeddings is {embeddings!r}, not a string")
         entries = manifest["users"]
         if not isinstance(entries, list):
-            raise self.fail(
-                f"the manifest's users is of type {type(entries).__name__}, not a list"
-            )
+            raise self.fail(f"the manifest's users is of type {type(entries).__name__}, not a list")
         if entries and dim is None:
             raise self.fail("the manifest lists users but no embedding dimension")
         seen: set[str] = set()
@@ -467,6 +509,70 @@ class _Reader:
                     f"{entry['index']!r}, not its own {docstore_name!r} and {index_name!r}"
                 )
         return dim, embeddings, entries
+
+    def check_feedback_entries(self, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+        """The manifest's feedback entries (none in a version 1 file), each field checked."""
+        entries = manifest.get("feedback", [])
+        if not isinstance(entries, list):
+            raise self.fail(
+                f"the manifest's feedback is of type {type(entries).__name__}, not a list"
+            )
+        seen: set[str] = set()
+        for m, entry in enumerate(entries):
+            where = f"the manifest's feedback[{m}]"
+            self.check_keys(entry, _FEEDBACK_ENTRY_KEYS, where)
+            user_id = entry["user_id"]
+            if not isinstance(user_id, str) or not user_id:
+                raise self.fail(f"{where} has the user id {user_id!r}, not a non-empty string")
+            try:
+                check_encodable(user_id, "its user id")
+            except ValueError as exc:
+                raise self.fail(f"{where}: {exc}") from None
+            if user_id in seen:
+                raise self.fail(f"the feedback of user {user_id!r} is listed twice")
+            seen.add(user_id)
+            count = entry["count"]
+            if not _is_int(count) or count < 1:
+                raise self.fail(f"{where} has count {count!r}, not an int of at least 1")
+            if entry["events"] != _feedback_member_name(m):
+                raise self.fail(
+                    f"{where} (user {user_id!r}) names the member {entry['events']!r}, not its "
+                    f"own {_feedback_member_name(m)!r}"
+                )
+        return entries
+
+    def read_feedback(self, entry: dict[str, Any], info: zipfile.ZipInfo) -> list[FeedbackEvent]:
+        """Parse one user's feedback member: ``count`` checked events of that user, ids unique."""
+        user_id, count = entry["user_id"], entry["count"]
+        where = f"the feedback of user {user_id!r}"
+        data = self.member(info, MAX_FEEDBACK_BYTES, "MAX_FEEDBACK_BYTES")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.fail(f"{where} is not UTF-8: {exc}") from None
+        if not text.endswith("\n"):
+            raise self.fail(f"{where} does not end with a newline (it was cut short)")
+        lines = text[:-1].split("\n")
+        if len(lines) != count:
+            raise self.fail(f"{where} holds {len(lines)} lines, the manifest says {count}")
+        events: list[FeedbackEvent] = []
+        ids: set[str] = set()
+        for i, line in enumerate(lines):
+            try:
+                event = FeedbackEvent.from_json(line)
+            except RecursionError:
+                raise self.fail(
+                    f"{where}, line {i + 1} nests JSON deeper than the parser can follow"
+                ) from None
+            except ValueError as exc:
+                raise self.fail(f"{where}, line {i + 1}: {exc}") from None
+            if event.user_id != user_id:
+                raise self.fail(f"{where}, line {i + 1} is an event of user {event.user_id!r}")
+            if event.event_id in ids:
+                raise self.fail(f"{where}, line {i + 1} repeats the event id {event.event_id!r}")
+            ids.add(event.event_id)
+            events.append(event)
+        return events
 
     def check_keys(self, value: Any, keys: frozenset[str], where: str) -> None:
         if not isinstance(value, dict):

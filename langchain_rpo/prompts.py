@@ -2,6 +2,8 @@
 
 One builder serves inference (:class:`~langchain_rpo.rewriter.RPORewriter`) and training
 (``training/build_trajectories.py``), so a trained adapter always sees the prompt it was trained on.
+A change to what this prompt shows the model bumps
+:data:`~langchain_rpo.adapter_settings.PROMPT_VERSION`, which every trained adapter records.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from langchain_rpo.adapter_settings import DEFAULT_ITEM_CHARS, DEFAULT_QUERY_CHARS
 from langchain_rpo.trajectory import FIELDS, escape
 
 __all__ = ["REFLECTION_SYSTEM_PROMPT", "build_reflection_messages", "truncate"]
@@ -45,8 +48,8 @@ def build_reflection_messages(
     items: Sequence[str],
     query: str | None = None,
     *,
-    max_item_chars: int | None = 300,
-    max_query_chars: int | None = 1000,
+    max_item_chars: int | None = DEFAULT_ITEM_CHARS,
+    max_query_chars: int | None = DEFAULT_QUERY_CHARS,
 ) -> list[BaseMessage]:
     """Build the chat messages the reflection model answers with a trajectory.
 

@@ -35,6 +35,7 @@ import asyncio
 import os
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,12 @@ from pydantic import (
     model_validator,
 )
 
+from langchain_rpo.adapter_settings import (
+    DEFAULT_MAX_TOKENS,
+    PROMPT_VERSION,
+    AdapterSettings,
+    warn_if_differs,
+)
 from langchain_rpo.cancellation import cancel_requested, cancel_scope
 from langchain_rpo.trajectory import REWRITE_CLOSE
 
@@ -302,6 +309,12 @@ class ReflectionModel(BaseChatModel):
     text generated before. The per-call keywords ``temperature``, ``do_sample``, ``top_p``,
     ``max_tokens`` (or ``max_new_tokens``) and ``timeout`` override the fields for one call.
 
+    An adapter folder records the settings it was trained with (``rpo_settings.json``,
+    :mod:`langchain_rpo.adapter_settings`): they are :attr:`adapter_settings` once loaded, the
+    generation budget defaults to theirs (96 tokens for the bundled adapter), a ``max_tokens``
+    that differs from it raises a ``UserWarning``, and :class:`~langchain_rpo.RPORewriter`
+    takes its ``k`` and cuts from them.
+
     Example:
         .. code-block:: python
 
@@ -344,7 +357,13 @@ class ReflectionModel(BaseChatModel):
     )
     # Construction also accepts max_tokens under max_new_tokens, its transformers name and this
     # class's first one (see _build); the max_new_tokens property reads it back.
-    max_tokens: int = Field(default=256, ge=1, description="Tokens generated at most.")
+    max_tokens: int = Field(
+        default=DEFAULT_MAX_TOKENS,
+        ge=1,
+        description=(
+            "Tokens generated at most. Not given: the max_new_tokens of adapter_settings, else 256."
+        ),
+    )
     temperature: float | None = Field(
         default=None,
         ge=0,
@@ -381,6 +400,14 @@ class ReflectionModel(BaseChatModel):
         default_factory=lambda: [REWRITE_CLOSE],
         description="Generation ends once one of these is produced; it is kept in the output.",
     )
+    adapter_settings: AdapterSettings | None = Field(
+        default=None,
+        description=(
+            "The prompt and generation settings the adapter was trained with (read from its "
+            "rpo_settings.json on loading; langchain_rpo.adapter_settings). None: no adapter, "
+            "or one that records none. RPORewriter takes its k and cuts from it."
+        ),
+    )
 
     _model: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
@@ -410,6 +437,9 @@ class ReflectionModel(BaseChatModel):
         if isinstance(data, Mapping):
             data = dict(data)
             adopted = data.pop(_ADOPT, None)
+            for name in ("max_tokens", "max_new_tokens"):  # None: not given (the adapter's)
+                if name in data and data[name] is None:
+                    del data[name]
             if "max_new_tokens" in data:
                 legacy = data.pop("max_new_tokens")
                 if data.setdefault("max_tokens", legacy) != legacy:
@@ -422,7 +452,31 @@ class ReflectionModel(BaseChatModel):
             instance._model, instance._tokenizer = adopted
         elif instance._model is None:
             instance._load()
+        instance._apply_adapter_settings(
+            budget_given=isinstance(data, Mapping) and "max_tokens" in data
+        )
         return instance
+
+    def _apply_adapter_settings(self, budget_given: bool) -> None:
+        """Take the budget from the adapter's settings, or warn where the caller's differs."""
+        settings = self.adapter_settings
+        if settings is None:
+            return
+        if settings.prompt_version != PROMPT_VERSION:
+            warnings.warn(
+                f"The adapter {self.adapter_name!r} was trained on reflection prompt version "
+                f"{settings.prompt_version}, and this langchain-rpo builds version "
+                f"{PROMPT_VERSION}; retrain it, or install the langchain-rpo it was trained "
+                "with.",
+                UserWarning,
+                stacklevel=6,
+            )
+        if budget_given:
+            warn_if_differs(
+                settings, "ReflectionModel", stacklevel=6, max_new_tokens=self.max_tokens
+            )
+        else:
+            self.max_tokens = settings.max_new_tokens
 
     def _load(self) -> None:
         """Load ``model_name`` (+ ``adapter_name``) on ``device``; record what was loaded."""
@@ -434,6 +488,8 @@ class ReflectionModel(BaseChatModel):
         default_model = not self.model_name
         # Resolve the adapter first: a wrong adapter path fails before the model loads.
         adapter_path = _resolve_adapter(self.adapter_name, default_model)
+        if adapter_path and self.adapter_settings is None:
+            self.adapter_settings = AdapterSettings.read(adapter_path)  # a damaged file fails now
         model_path = assets.default_chat_model() if default_model else str(self.model_name)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.dtype is not None:

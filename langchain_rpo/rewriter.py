@@ -43,8 +43,15 @@ from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import ContextThreadPoolExecutor, patch_config
 from langchain_core.runnables.utils import ConfigurableFieldSpec
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from langchain_rpo.adapter_settings import (
+    DEFAULT_ITEM_CHARS,
+    DEFAULT_K,
+    DEFAULT_QUERY_CHARS,
+    AdapterSettings,
+    warn_if_differs,
+)
 from langchain_rpo.cancellation import cancel_scope
 from langchain_rpo.drafts import (
     Draft,
@@ -53,6 +60,13 @@ from langchain_rpo.drafts import (
     read_draft,
     read_wrapped,
     text_of,
+)
+from langchain_rpo.feedback import FeedbackEvent
+from langchain_rpo.feedback_recording import (
+    astore_feedback,
+    build_feedback,
+    feedback_target,
+    store_feedback,
 )
 from langchain_rpo.history_backend import HistoryBackend
 from langchain_rpo.metadata import RPO_METADATA_KEY, FallbackReason, RPOMetadata, rpo_metadata
@@ -166,11 +180,20 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         k: How many history items to recall (0 runs the reflection without history).
         format_item: Renders a recalled ``Document`` for the reflection prompt (default: its
             ``page_content``).
-        max_item_chars: Each recalled item is cut to this many characters in the prompt.
-        max_query_chars: The query is cut to this many characters in the prompt.
+        max_item_chars: Each recalled item is cut to this many characters in the prompt (None:
+            no cut).
+        max_query_chars: The query is cut to this many characters in the prompt (None: no cut).
         reflection_timeout: Seconds the reflection may take (a whole batch, or a whole stream);
             past it the draft is returned with ``reflection_timeout`` and a local
             ``ReflectionModel`` stops generating. None: no limit.
+
+    ``k``, ``max_item_chars`` and ``max_query_chars`` default to the values the reflection
+    model's adapter was trained with, when it records them (``reflection.adapter_settings``,
+    :mod:`langchain_rpo.adapter_settings`); else to 4, 300 and 1000. A value passed that differs
+    from the adapter's raises a ``UserWarning`` naming the setting (once per value). With a
+    ``format_item``, ``max_item_chars`` keeps its own default: the adapter's item cut is that of
+    an item's long field, which ``format_item`` applies as it renders the item (the LaMP
+    harness and the demo pass it ``reflection.adapter_settings.max_item_chars``).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -178,14 +201,34 @@ class RPORewriter(RunnableSerializable[Any, Any]):
     history: HistoryBackend
     reflection: Runnable
     llm: Runnable | None = None
-    k: int = Field(default=4, ge=0)
+    # k and the cuts default to what the reflection model's adapter was trained with
+    # (_adapter_defaults); these values apply where it records nothing.
+    k: int = Field(default=DEFAULT_K, ge=0)
     format_item: Callable[[Document], str] | None = None
-    max_item_chars: int | None = 300
-    max_query_chars: int | None = 1000
+    max_item_chars: int | None = Field(default=DEFAULT_ITEM_CHARS, ge=1)
+    max_query_chars: int | None = Field(default=DEFAULT_QUERY_CHARS, ge=1)
     reflection_timeout: float | None = Field(default=None, gt=0)
     name: str | None = "RPORewriter"
 
     _retriever: HistoryRetriever | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adapter_defaults(cls, data: Any) -> Any:
+        """Fill ``k`` and the cuts the caller left out from the adapter's recorded settings."""
+        if not isinstance(data, dict):
+            return data
+        settings = getattr(data.get("reflection"), "adapter_settings", None)
+        if not isinstance(settings, AdapterSettings):
+            return data
+        names = ["k", "max_query_chars"]
+        if data.get("format_item") is None:
+            # The adapter's item cut is that of an item's long field; a format_item renders
+            # the item (a LaMP template, say) and applies that cut itself.
+            names.append("max_item_chars")
+        given = {name: data[name] for name in names if name in data}
+        warn_if_differs(settings, "RPORewriter", stacklevel=5, **given)
+        return {**{name: getattr(settings, name) for name in names}, **data}
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
@@ -665,6 +708,82 @@ class RPORewriter(RunnableSerializable[Any, Any]):
 
         async for chunk in self.atransform(once(), config, **kwargs):
             yield chunk
+
+    # ------------------------------------------------------------------ feedback
+
+    def record_feedback(
+        self,
+        answer: BaseMessage | dict[str, Any],
+        *,
+        edited: str | None = None,
+        accepted: bool | None = None,
+        rating: float | None = None,
+        config: RunnableConfig | None = None,
+    ) -> FeedbackEvent:
+        """Record what the user did with an earlier answer, and learn from it at once.
+
+        Stores a :class:`~langchain_rpo.feedback.FeedbackEvent` in :attr:`history`
+        (``add_feedback``) and adds the user's final text (their edit, or the answer they
+        accepted; nothing for a rejection) to their history, with metadata ``{"source":
+        "feedback", "event_id", "verdict"}``, so the next answer can recall it. The event holds
+        the recalled items' texts, looked up now (they are not in the answer's metadata, which
+        reaches every trace), rendered with :attr:`format_item`, and this rewriter's cuts, so
+        training rebuilds the prompt the reflection model read
+        (``training/build_preferences.py``).
+
+        Example:
+            ```python
+            answer = rewriter.invoke(draft, config={"configurable": {"user_id": "alice"}})
+            rewriter.record_feedback(answer, edited="Rust 1.76 is out")  # or accepted=True/False
+            ```
+
+        Args:
+            answer: The message this rewriter returned, or its ``response_metadata["rpo"]``
+                dict (kept from an earlier request, say).
+            edited: The text the user turned the answer into (an edit equal to the answer is
+                recorded as accepted).
+            accepted: True: kept as it was; False: discarded. Give it or ``edited``.
+            rating: The user's rating, if any (any finite number).
+            config: Optional; a ``configurable`` ``user_id`` in it must be the answer's user.
+
+        Returns:
+            The stored event.
+
+        Raises:
+            ValueError: On a malformed call (a ``str`` answer, no ``rpo`` metadata, no user, a
+                user in ``config`` other than the answer's, no verdict, an empty edit, an edit
+                with ``accepted=True``, a text the history refuses). Everything is checked
+                before anything is written, so such a call changes nothing. When the history
+                item cannot be added after the event was stored, the event is deleted again and
+                the error raised: the call is all or nothing.
+        """
+        meta, user_id, ids = feedback_target(answer, config)
+        docs = self.history.get(user_id, ids) if ids else []
+        event, entry = build_feedback(
+            meta, docs, format_item=self.format_item, max_item_chars=self.max_item_chars,
+            max_query_chars=self.max_query_chars, edited=edited, accepted=accepted,
+            rating=rating,
+        )  # fmt: skip
+        return store_feedback(self.history, event, entry)
+
+    async def arecord_feedback(
+        self,
+        answer: BaseMessage | dict[str, Any],
+        *,
+        edited: str | None = None,
+        accepted: bool | None = None,
+        rating: float | None = None,
+        config: RunnableConfig | None = None,
+    ) -> FeedbackEvent:
+        """Async twin of :meth:`record_feedback`."""
+        meta, user_id, ids = feedback_target(answer, config)
+        docs = await self.history.aget(user_id, ids) if ids else []
+        event, entry = build_feedback(
+            meta, docs, format_item=self.format_item, max_item_chars=self.max_item_chars,
+            max_query_chars=self.max_query_chars, edited=edited, accepted=accepted,
+            rating=rating,
+        )  # fmt: skip
+        return await astore_feedback(self.history, event, entry)
 
 
 class _RewriteStream:

@@ -44,7 +44,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from langchain_rpo.lamp.data import Question
-from langchain_rpo.lamp.tasks import TaskSpec
+from langchain_rpo.lamp.tasks import TaskKind, TaskSpec
 from langchain_rpo.trajectory import Trajectory, render, try_parse
 from training.data import (
     DataArguments,
@@ -63,6 +63,7 @@ __all__ = [
     "label_traits",
     "describe_preferences",
     "describe_gaps",
+    "evidence_trajectory",
     "offline_trajectory",
     "teacher_messages",
     "build_records",
@@ -173,11 +174,15 @@ def _fmt_number(x: float) -> str:
     return f"{x:g}"
 
 
-def describe_preferences(spec: TaskSpec, outputs: Sequence[str]) -> str:
+def _kind(spec: TaskSpec | TaskKind) -> TaskKind:
+    return spec if isinstance(spec, str) else spec.kind
+
+
+def describe_preferences(spec: TaskSpec | TaskKind, outputs: Sequence[str]) -> str:
     """State what the recalled items' outputs show, in one to three short points.
 
     Args:
-        spec: The task.
+        spec: The task, or only its kind (``"generation"`` for free text).
         outputs: The recalled items' own outputs (titles, labels, ratings), best first.
 
     >>> from langchain_rpo.lamp.tasks import get_task
@@ -190,8 +195,8 @@ def describe_preferences(spec: TaskSpec, outputs: Sequence[str]) -> str:
     """
     if not outputs:
         return "no past items"
-    if spec.kind != "generation":
-        name = "ratings" if spec.kind == "rating" else "labels"
+    if _kind(spec) != "generation":
+        name = "ratings" if _kind(spec) == "rating" else "labels"
         dist = ", ".join(f"{label} ({c} of {len(outputs)})" for label, c in label_traits(outputs))
         return f"{name}: {dist}"
     t = text_traits(outputs)
@@ -208,11 +213,11 @@ def describe_preferences(spec: TaskSpec, outputs: Sequence[str]) -> str:
     return "; ".join(points)
 
 
-def describe_gaps(spec: TaskSpec, outputs: Sequence[str], draft: str) -> str:
+def describe_gaps(spec: TaskSpec | TaskKind, outputs: Sequence[str], draft: str) -> str:
     """State where the draft departs, measurably, from the recalled items' outputs.
 
     Args:
-        spec: The task.
+        spec: The task, or only its kind (``"generation"`` for free text).
         outputs: The recalled items' own outputs.
         draft: The draft, mapped by ``spec.parse_answer`` (what would be scored).
 
@@ -227,7 +232,7 @@ def describe_gaps(spec: TaskSpec, outputs: Sequence[str], draft: str) -> str:
     """
     if not outputs:
         return "no evidence"
-    if spec.kind != "generation":
+    if _kind(spec) != "generation":
         top, _ = label_traits(outputs)[0]
         return (
             "none measured" if draft.strip() == top else f"draft {draft.strip()}, past mostly {top}"
@@ -248,6 +253,28 @@ def describe_gaps(spec: TaskSpec, outputs: Sequence[str], draft: str) -> str:
     return "; ".join(gaps) or "none measured"
 
 
+def evidence_trajectory(
+    spec: TaskSpec | TaskKind, outputs: Sequence[str], draft: str, rewrite: str
+) -> Trajectory:
+    """The evidence-only trajectory over texts in hand: measured preferences and gaps, a rewrite.
+
+    What :func:`offline_trajectory` builds from LaMP items, for any texts: the user's past outputs
+    (their history items, for example) and a draft already mapped to what would be scored.
+
+    >>> t = evidence_trajectory("generation", ["Rust 1.75 released", "Rust 1.74 released"],
+    ...                         "Here is a summary of the new Rust release.", "Rust 1.76 released")
+    >>> t.preferences
+    '3 words (median 3), sentence case, no final period; recurring: released, rust'
+    >>> t.gaps
+    '9 words, longer; final period'
+    """
+    return Trajectory(
+        rewrite=rewrite,
+        preferences=describe_preferences(spec, outputs),
+        gaps=describe_gaps(spec, outputs, draft),
+    )
+
+
 def offline_trajectory(
     spec: TaskSpec, items: Sequence[dict[str, Any]], draft: str, gold: str
 ) -> Trajectory:
@@ -262,12 +289,7 @@ def offline_trajectory(
     outputs = [spec.item_output(item) for item in items] if spec.output_field else []
     if spec.output_field is None:  # LaMP-1: items carry no output; describe their texts
         outputs = [spec.corpus_text(item) for item in items]
-    mapped = spec.parse_answer(draft)
-    return Trajectory(
-        rewrite=gold,
-        preferences=describe_preferences(spec, outputs),
-        gaps=describe_gaps(spec, outputs, mapped),
-    )
+    return evidence_trajectory(spec, outputs, spec.parse_answer(draft), gold)
 
 
 # --------------------------------------------------------------------------- teacher

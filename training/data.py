@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langchain_rpo.adapter_settings import (
+    DEFAULT_K,
+    DEFAULT_MAX_TOKENS,
+    LAMP_ITEM_CHARS,
+    AdapterSettings,
+)
 from langchain_rpo.lamp.data import Question, iter_questions, read_outputs
 from langchain_rpo.lamp.tasks import TaskSpec, get_task
 from langchain_rpo.prompts import build_reflection_messages
@@ -26,6 +32,8 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
 __all__ = [
+    "PromptArguments",
+    "SettingsArguments",
     "DataArguments",
     "Split",
     "load_split",
@@ -40,11 +48,60 @@ __all__ = [
 
 
 @dataclass(kw_only=True)
-class DataArguments:
-    """Data settings shared by ``build_trajectories`` and ``grpo``: where the drafts are cached,
-    which task, how much of the split, and the models that draft and recall.
+class PromptArguments:
+    """How the data's reflection prompts cut the recalled items.
 
     Keyword-only, so each script's own required fields may follow these defaulted ones.
+    """
+
+    max_item_chars: int = field(
+        default=LAMP_ITEM_CHARS,
+        metadata={
+            "help": "Cut an item's long field (as rpo eval --max-item-chars; 0: no cut). "
+            "Recorded in the adapter's rpo_settings.json: pass the value the records were "
+            "built with."
+        },
+    )
+
+
+@dataclass(kw_only=True)
+class SettingsArguments(PromptArguments):
+    """The prompt settings, and what a saved adapter records for inference.
+
+    Every script that saves an adapter writes :meth:`adapter_settings` into its folder
+    (``rpo_settings.json``, :mod:`langchain_rpo.adapter_settings`), so the adapter's users get
+    these settings by default.
+    """
+
+    eval_k: int = field(
+        default=DEFAULT_K,
+        metadata={"help": "History items the adapter recalls at inference (recorded as k)."},
+    )
+    eval_max_new_tokens: int = field(
+        default=DEFAULT_MAX_TOKENS,
+        metadata={
+            "help": "The reflection model's token budget at inference (recorded as max_new_tokens)."
+        },
+    )
+
+    def adapter_settings(self) -> AdapterSettings:
+        """The settings a saved adapter records: these, the prompt's query cut, recall by the
+        request (:class:`Recall` searches with the task's query text)."""
+        _, max_query_chars = rewriter_limits()
+        return AdapterSettings(
+            k=self.eval_k,
+            max_item_chars=self.max_item_chars or None,
+            max_query_chars=max_query_chars,
+            max_new_tokens=self.eval_max_new_tokens,
+            recall="request",
+        )
+
+
+@dataclass(kw_only=True)
+class DataArguments(PromptArguments):
+    """Data settings shared by ``build_trajectories`` and ``grpo``: where the drafts are cached,
+    which task, how much of the split, and the models that draft and recall (the prompt's
+    settings: :class:`PromptArguments`).
     """
 
     task: str | None = field(default=None, metadata={"help": "Task (default: the outputs file's)."})
@@ -53,9 +110,6 @@ class DataArguments:
         metadata={"help": "Harness output folder caching the base model's zero-shot drafts."},
     )
     limit: int | None = field(default=None, metadata={"help": "First N questions only."})
-    max_item_chars: int = field(
-        default=400, metadata={"help": "Cut an item's long field (as rpo eval --max-item-chars)."}
-    )
     base_model: str | None = field(
         default=None, metadata={"help": "Base model of the drafts (default: packaged SmolLM2)."}
     )
@@ -169,7 +223,8 @@ class Recall:
         questions: The questions whose profiles to index (the question id names the user).
         embeddings: The store's embeddings (None: the default all-MiniLM-L6-v2, offline).
         max_item_chars: Cut each item's long field in the prompt (the harness's
-            ``--max-item-chars``, 400 by default).
+            ``--max-item-chars``; :data:`~langchain_rpo.adapter_settings.LAMP_ITEM_CHARS` by
+            default).
         cache: A JSON file of rankings to read and update (None: no cache).
         min_k: Rank at least this deep per search, so later k up to it hit the cache.
     """
@@ -179,7 +234,7 @@ class Recall:
         spec: TaskSpec,
         questions: Sequence[Question],
         embeddings: Embeddings | None = None,
-        max_item_chars: int | None = 400,
+        max_item_chars: int | None = LAMP_ITEM_CHARS,
         cache: str | Path | None = None,
         min_k: int = 8,
     ) -> None:

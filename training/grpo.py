@@ -35,6 +35,7 @@ from typing import Any
 from training.data import (
     DataArguments,
     Recall,
+    SettingsArguments,
     Split,
     load_split,
     recall_for,
@@ -56,8 +57,9 @@ __all__ = [
 
 
 @dataclass
-class GRPOScriptArguments(DataArguments):
-    """Data and curriculum settings of the GRPO script (the model and LoRA: TRL's ``ModelConfig``)."""
+class GRPOScriptArguments(SettingsArguments, DataArguments):
+    """Data and curriculum settings of the GRPO script (the model and LoRA: TRL's ``ModelConfig``);
+    the settings the saved adapter records (:class:`~training.data.SettingsArguments`)."""
 
     questions: str = field(
         default="langchain_rpo/data/pep_titles/train_questions.json",
@@ -184,7 +186,8 @@ def train(
     embeddings: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the curriculum; save the adapter, ``recipe.yaml`` and ``metrics.json``; return metrics."""
+    """Run the curriculum; save the adapter, ``rpo_settings.json``, ``recipe.yaml`` and
+    ``metrics.json``; return the metrics."""
     from peft import PeftModel
     from trl import GRPOTrainer
 
@@ -248,6 +251,7 @@ def train(
         )
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    script_args.adapter_settings().write(output_dir)  # what inference should default to
     metrics = {
         "questions": len(split.questions),
         "questions_drawn": len(drawn),

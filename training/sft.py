@@ -3,8 +3,9 @@
 The records of :mod:`training.build_trajectories` are conversational prompt-completion examples,
 so the loss falls on the assistant completion (the trajectory) only. A YAML recipe in
 ``training/recipes/`` sets everything (``--config``); any field can be overridden on the
-command line. The output folder receives the adapter, the recipe (``recipe.yaml``, the resolved
-arguments) and ``metrics.json`` (train metrics, wall time, the loss history).
+command line. The output folder receives the adapter, the settings it was trained with
+(``rpo_settings.json``: :mod:`langchain_rpo.adapter_settings`), the recipe (``recipe.yaml``, the
+resolved arguments) and ``metrics.json`` (train metrics, wall time, the loss history).
 
 CPU (the bundled adapter, SmolLM2-135M-Instruct)::
 
@@ -26,12 +27,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.data import SettingsArguments
+
 __all__ = ["SFTScriptArguments", "load_records", "peft_config_for", "save_run", "main"]
 
 
 @dataclass
-class SFTScriptArguments:
-    """Data settings of the SFT script (the model and LoRA are TRL's ``ModelConfig``)."""
+class SFTScriptArguments(SettingsArguments):
+    """Data settings of the SFT script (the model and LoRA are TRL's ``ModelConfig``).
+
+    The records' prompt settings (:class:`~training.data.SettingsArguments`: pass the
+    ``max_item_chars`` they were built with) go into the adapter's ``rpo_settings.json``.
+    """
 
     dataset: str = field(
         default="runs/pep_train_trajectories.jsonl",
@@ -45,7 +52,9 @@ class SFTScriptArguments:
     )
     init_adapter: str | None = field(
         default=None,
-        metadata={"help": "Continue training this LoRA adapter (None: a fresh LoRA from the recipe)."},
+        metadata={
+            "help": "Continue training this LoRA adapter (None: a fresh LoRA from the recipe)."
+        },
     )
     lora_layers: list[int] | None = field(
         default=None,
@@ -151,6 +160,7 @@ def train(script_args: SFTScriptArguments, training_args: Any, model_args: Any) 
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     tokenizer.save_pretrained(training_args.output_dir)
+    script_args.adapter_settings().write(training_args.output_dir)
     metrics = {
         **result.metrics,
         "records": len(train_dataset),

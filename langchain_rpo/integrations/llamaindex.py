@@ -2,8 +2,9 @@
 
 :class:`RPOQueryEngine` wraps a LlamaIndex query engine (a ``VectorStoreIndex``'s, a router, a
 sub-question engine...). The wrapped engine answers as usual, with no user history: that answer
-is the draft. The user's own history is recalled from a :class:`~langchain_rpo.UserHistoryStore`,
-the reflection model rewrites the draft through the structured trajectory, and the rewrite is
+is the draft. The user's own history is recalled from any
+:class:`~langchain_rpo.HistoryBackend` (the FAISS :class:`~langchain_rpo.UserHistoryStore`,
+PostgreSQL, or a LangChain vector store through ``VectorStoreHistory``), the reflection model rewrites the draft through the structured trajectory, and the rewrite is
 returned as a LlamaIndex ``Response`` whose ``source_nodes`` are the wrapped engine's and whose
 ``metadata["rpo"]`` is exactly the LangChain ``response_metadata["rpo"]`` of
 :class:`~langchain_rpo.RPORewriter` (draft, trajectory, recalled ids and scores, fallback reason).
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from types import EllipsisType
 from typing import Any
 
 try:
@@ -117,13 +119,15 @@ class RPOQueryEngine(BaseQueryEngine):
 
     Args:
         query_engine: The LlamaIndex query engine whose answers are personalized.
-        history: The per-user history store.
+        history: The per-user history: any :class:`~langchain_rpo.HistoryBackend`.
         reflection: A LangChain chat model (e.g. :class:`~langchain_rpo.ReflectionModel`) or a
             LlamaIndex LLM.
         user_id: The user whose history personalizes the answers (see :meth:`for_user`).
-        k: How many history items to recall.
+        k: How many history items to recall (None: as ``RPORewriter``, the reflection
+            adapter's, else 4).
         format_item: Renders a recalled LangChain ``Document`` for the reflection prompt.
-        max_item_chars: Each recalled item is cut to this many characters in the prompt.
+        max_item_chars: Each recalled item is cut to this many characters in the prompt (None:
+            no cut; ``...``, the default: as ``RPORewriter``, the adapter's, else 300).
         rewriter: An :class:`~langchain_rpo.RPORewriter` to use instead of ``history``,
             ``reflection``, ``k``, ``format_item`` and ``max_item_chars``.
         callback_manager: LlamaIndex callbacks (default: the wrapped engine's).
@@ -136,9 +140,9 @@ class RPOQueryEngine(BaseQueryEngine):
         reflection: Runnable | LLM | None = None,
         *,
         user_id: str | None = None,
-        k: int = 4,
+        k: int | None = None,
         format_item: Callable[[Document], str] | None = None,
-        max_item_chars: int | None = 300,
+        max_item_chars: int | None | EllipsisType = ...,
         rewriter: RPORewriter | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
@@ -154,12 +158,13 @@ class RPOQueryEngine(BaseQueryEngine):
                 )
             if isinstance(reflection, LLM):
                 reflection = llamaindex_llm_as_runnable(reflection)
+            # Only what the caller chose: RPORewriter fills in the adapter's settings (and
+            # warns about a chosen value that differs from them).
+            chosen: dict[str, Any] = {} if k is None else {"k": k}
+            if max_item_chars is not ...:
+                chosen["max_item_chars"] = max_item_chars
             rewriter = RPORewriter(
-                history=history,
-                reflection=reflection,
-                k=k,
-                format_item=format_item,
-                max_item_chars=max_item_chars,
+                history=history, reflection=reflection, format_item=format_item, **chosen
             )
         elif history is not None or reflection is not None:
             raise ValueError("Pass either rewriter= or history= and reflection=, not both.")

@@ -29,9 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from langchain_rpo.adapter_settings import (
+    DEFAULT_K,
+    DEFAULT_MAX_TOKENS,
+    LAMP_ITEM_CHARS,
+    AdapterSettings,
+    warn_if_differs,
+)
 from langchain_rpo.cli_args import check_config, check_target, option
 from langchain_rpo.lamp.data import Question, check_ids, iter_questions, read_outputs, write_outputs
 from langchain_rpo.lamp.methods import (
+    DEFAULT_METHODS,
     METHOD_NAMES,
     RPO,
     ContextInjection,
@@ -97,16 +105,19 @@ class EvalConfig:
         outputs: The ``{split}_outputs.json`` file (the golds).
         out: The output folder (created; reused to resume).
         task: The task (None: the outputs file's task).
-        methods: The methods to run, from ``zero, rag, rpo, rpo-base, nearest``.
-        k: History items per question for ``rag`` and ``rpo`` (0 allowed).
+        methods: The methods to run, from ``zero, rag, rpo, rpo-k0, rpo-base, nearest``.
+        k: History items per question for ``rag`` and ``rpo`` (0 allowed). None: for ``rpo`` and
+            ``rpo-base`` the adapter's (its ``rpo_settings.json``), else 4; for ``rag`` 4.
         retriever: ``bm25`` or ``dense`` (the project's store), for ``rag`` and ``nearest``.
         limit: Answer only the first N questions (None: all).
         batch_size: Questions per model ``batch`` call.
-        max_item_chars: Cut each history item's long field to this many characters (None: no cut).
+        max_item_chars: Cut each history item's long field to this many characters (0: no cut).
+            None: for ``rpo`` and ``rpo-base`` the adapter's, else 400; for ``rag`` 400.
         base_model: The base model's path or hub name (None: the packaged SmolLM2-135M-Instruct).
         reflection_model: The reflection model's base (None: the same as ``base_model``).
         adapter: The LoRA adapter of ``rpo`` (None: the bundled one, if the package has one).
         reflection_max_new_tokens: The reflection model's generation budget (a trajectory).
+            None: the adapter's, else 256.
         device: ``cpu``, ``cuda``... (None: CUDA when available).
         embedding_model: The sentence-transformers model of the dense store (None: default).
         fresh: Ignore (and overwrite) the cached answers.
@@ -123,14 +134,17 @@ class EvalConfig:
         metadata=option("LaMP_1 ... LaMP_7, LaMP_2N (default: the outputs file's task)"),
     )
     methods: tuple[str, ...] = field(
-        default=METHOD_NAMES,
+        default=DEFAULT_METHODS,
         metadata=option(
             "comma-separated methods (default: %(default)s)", parse=parse_methods, metavar="M1,M2"
         ),
     )
-    k: int = field(
-        default=4,
-        metadata=option("history items for rag and rpo (default: %(default)s)", minimum=0),
+    k: int | None = field(
+        default=None,
+        metadata=option(
+            f"history items for rag and rpo (default: the adapter's for rpo, else {DEFAULT_K})",
+            minimum=0,
+        ),
     )
     retriever: RetrieverName = field(
         default="bm25", metadata=option("retriever of rag and nearest (default: %(default)s)")
@@ -142,11 +156,11 @@ class EvalConfig:
         default=8, metadata=option("questions per model batch (default: %(default)s)", minimum=1)
     )
     max_item_chars: int | None = field(
-        default=400,
+        default=None,
         metadata=option(
-            "cut a history item's long field to N characters (0: no cut; default: %(default)s)",
-            minimum=1,
-            zero_means_none=True,
+            "cut a history item's long field to N characters (0: no cut; default: the "
+            f"adapter's for rpo, else {LAMP_ITEM_CHARS})",
+            minimum=0,
         ),
     )
     base_model: str | None = field(
@@ -166,9 +180,13 @@ class EvalConfig:
             "LoRA adapter folder of rpo (default: the bundled one, if any)", metavar="PATH"
         ),
     )
-    reflection_max_new_tokens: int = field(
-        default=256,
-        metadata=option("reflection generation budget in tokens (default: %(default)s)", minimum=1),
+    reflection_max_new_tokens: int | None = field(
+        default=None,
+        metadata=option(
+            "reflection generation budget in tokens (default: the adapter's, else "
+            f"{DEFAULT_MAX_TOKENS})",
+            minimum=1,
+        ),
     )
     device: str | None = field(
         default=None,
@@ -199,6 +217,9 @@ class EvalResult:
         out: The output folder.
         diagnostics: Per-method extras (for RPO: how often the rewrite was used, and why not).
         generated: How many answers each method generated in this run (0: all from the cache).
+        predictions: Method name to its outputs by question id (what ``{method}_outputs.json``
+            holds).
+        golds: The gold output of each question answered, by id.
     """
 
     task: TaskSpec
@@ -208,6 +229,8 @@ class EvalResult:
     out: Path
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
     generated: dict[str, int] = field(default_factory=dict)
+    predictions: dict[str, dict[str, str]] = field(default_factory=dict)
+    golds: dict[str, str] = field(default_factory=dict)
 
 
 class JsonlCache:
@@ -286,6 +309,7 @@ class ModelSet:
             "embeddings": embeddings,
         }
         self.adapter = self._resolve_adapter()
+        self.trained = self._trained_settings()
 
     def _resolve_adapter(self) -> str | None:
         if self._reflection is not None:
@@ -298,6 +322,32 @@ class ModelSet:
             bundled = bundled_adapter_path()
             return str(bundled) if bundled else None
         return None
+
+    def _trained_settings(self) -> AdapterSettings | None:
+        """The settings ``rpo``'s adapter was trained with (None: it records none)."""
+        if self._reflection is not None:
+            found = getattr(self._reflection, "adapter_settings", None)
+            return found if isinstance(found, AdapterSettings) else None
+        return AdapterSettings.read(self.adapter) if self.adapter else None
+
+    # -- the settings the rpo methods run with: given, else the adapter's, else the defaults ---
+    def rpo_k(self) -> int:
+        """History items recalled by ``rpo`` and ``rpo-base``."""
+        if self.config.k is not None:
+            return self.config.k
+        return self.trained.k if self.trained else DEFAULT_K
+
+    def rpo_item_chars(self) -> int | None:
+        """The cut of an item's long field for ``rpo`` and ``rpo-base`` (None: no cut)."""
+        if self.config.max_item_chars is not None:
+            return self.config.max_item_chars or None
+        return self.trained.max_item_chars if self.trained else LAMP_ITEM_CHARS
+
+    def reflection_budget(self) -> int:
+        """The reflection models' generation budget."""
+        if self.config.reflection_max_new_tokens is not None:
+            return self.config.reflection_max_new_tokens
+        return self.trained.max_new_tokens if self.trained else DEFAULT_MAX_TOKENS
 
     # -- what the answers depend on (computed without loading anything) ----------------------
     def base_settings(self) -> dict[str, Any]:
@@ -320,7 +370,7 @@ class ModelSet:
         return {
             "model": model,
             "adapter": adapter,
-            "max_new_tokens": self.config.reflection_max_new_tokens,
+            "max_new_tokens": self.reflection_budget(),
         }
 
     def embedding_settings(self) -> str:
@@ -349,7 +399,7 @@ class ModelSet:
         if self._reflection_base is None:
             from langchain_rpo.reflection import ReflectionModel
 
-            budget = self.config.reflection_max_new_tokens
+            budget = self.reflection_budget()
             same = self.config.reflection_model in (None, self.config.base_model)
             base = self.base() if same else None
             if isinstance(base, ReflectionModel):  # the same model: share the weights
@@ -376,7 +426,7 @@ class ModelSet:
                 self.config.reflection_model or self.config.base_model,
                 adapter=self.adapter,
                 device=self.config.device,
-                max_new_tokens=self.config.reflection_max_new_tokens,
+                max_new_tokens=self.reflection_budget(),
             )
         return self._reflection
 
@@ -456,6 +506,32 @@ def _batches(items: Iterable[Question], size: int) -> Iterator[list[Question]]:
         yield batch
 
 
+def _rag_k(config: EvalConfig) -> int:
+    """History items of ``rag`` (the adapter's settings are ``rpo``'s, not the base model's)."""
+    return DEFAULT_K if config.k is None else config.k
+
+
+def _rag_item_chars(config: EvalConfig) -> int | None:
+    """The cut of an item's long field for ``rag`` (None: no cut)."""
+    return LAMP_ITEM_CHARS if config.max_item_chars is None else config.max_item_chars or None
+
+
+def _settings_line(config: EvalConfig, models: ModelSet) -> str:
+    """The run's k and item cut, per method family when they differ."""
+    rpo = any(m.startswith("rpo") for m in config.methods)
+    rag = "rag" in config.methods
+    parts = []
+    for name, rag_value, rpo_value in (
+        ("k", _rag_k(config), models.rpo_k()),
+        ("max_item_chars", _rag_item_chars(config), models.rpo_item_chars()),
+    ):
+        if rpo and rag and rag_value != rpo_value:
+            parts.append(f"{name}={rag_value} (rag), {rpo_value} (rpo)")
+        else:
+            parts.append(f"{name}={rpo_value if rpo else rag_value}")
+    return ", ".join(parts)
+
+
 def _build_methods(
     spec: TaskSpec, config: EvalConfig, models: ModelSet, drafts: Drafts
 ) -> list[Method]:
@@ -471,12 +547,12 @@ def _build_methods(
                     models.base,
                     models.base_settings(),
                     retriever,
-                    config.k,
-                    config.max_item_chars,
+                    _rag_k(config),
+                    _rag_item_chars(config),
                 )
             )
-        elif name in ("rpo", "rpo-base"):
-            with_adapter = name == "rpo"
+        elif name in ("rpo", "rpo-k0", "rpo-base"):
+            with_adapter = name != "rpo-base"
             settings = {
                 "base": models.base_settings(),
                 "reflection": models.reflection_settings(with_adapter),
@@ -489,8 +565,8 @@ def _build_methods(
                     drafts,
                     reflection,
                     settings,
-                    config.k,
-                    config.max_item_chars,
+                    0 if name == "rpo-k0" else models.rpo_k(),
+                    models.rpo_item_chars(),
                     models.embeddings,
                     name=name,
                 )
@@ -538,6 +614,10 @@ def run_eval(
     check_ids(ids, golds, config.questions, subset=config.limit is not None)
     _check_extras(spec, config)
     models = ModelSet(spec, config, base_model, reflection, reflection_base, embeddings)
+    if "rpo" in config.methods and config.max_item_chars is not None:
+        # The reflection model and the rewriter warn about k and the budget themselves; the
+        # item cut is applied here, in the LaMP item template.
+        warn_if_differs(models.trained, "rpo eval", max_item_chars=models.rpo_item_chars())
 
     cache_dir = out / "cache"
     draft_cache = JsonlCache(cache_dir / "drafts.jsonl")
@@ -578,7 +658,7 @@ def run_eval(
         notes["rpo"] = "reflection model + adapter: no adapter found, so the same as rpo-base"
     table = (
         f"{spec.name} ({spec.title}): {len(ids)} questions from {Path(config.questions).name}; "
-        f"k={config.k}, retriever={config.retriever}\n\n"
+        f"{_settings_line(config, models)}, retriever={config.retriever}\n\n"
         + markdown_table(metrics, spec.metrics, notes)
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -595,6 +675,13 @@ def run_eval(
             "base": models.base_settings(),
             "reflection": models.reflection_settings(True),
             "reflection_base": models.reflection_settings(False),
+            # What the rpo methods ran with: given, else the adapter's, else the defaults.
+            "rpo": {
+                "k": models.rpo_k(),
+                "max_item_chars": models.rpo_item_chars(),
+                "max_new_tokens": models.reflection_budget(),
+                "adapter_settings": models.trained.to_dict() if models.trained else None,
+            },
         },
         "generated_this_run": generated,
         "seconds_this_run": round(time.perf_counter() - started, 1),
@@ -602,7 +689,9 @@ def run_eval(
     (out / "metrics.json").write_text(
         json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-    return EvalResult(spec, len(ids), metrics, table, out, diagnostics, generated)
+    return EvalResult(
+        spec, len(ids), metrics, table, out, diagnostics, generated, predictions, gold_subset
+    )
 
 
 def _run_method(

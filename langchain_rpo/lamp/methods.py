@@ -6,6 +6,8 @@
 - ``rpo``: the zero-shot draft, personalized after the fact by :class:`~langchain_rpo.rewriter.
   RPORewriter` with the reflection model (its bundled LoRA adapter when the package has one).
 - ``rpo-base``: the same, the reflection model without an adapter.
+- ``rpo-k0``: ``rpo`` with no history (k=0): the adapter alone, so that ``rpo`` against it
+  measures what the user's history adds.
 - ``nearest``: no model: the output (title, label, rating...) of the most similar profile item.
 
 Every model answer is mapped to the task's output by :meth:`TaskSpec.parse_answer`. The base model
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
+from langchain_rpo.adapter_settings import LAMP_ITEM_CHARS
 from langchain_rpo.lamp.data import Question
 from langchain_rpo.lamp.extras import optional_import
 from langchain_rpo.lamp.tasks import TaskSpec
@@ -37,7 +41,10 @@ if TYPE_CHECKING:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
 
+    from langchain_rpo.history_backend import HistoryBackend
+
 __all__ = [
+    "DEFAULT_METHODS",
     "METHOD_NAMES",
     "RetrieverName",
     "Prediction",
@@ -57,7 +64,9 @@ __all__ = [
 ]
 
 #: The method names, in the order tables and charts show them.
-METHOD_NAMES: tuple[str, ...] = ("zero", "rag", "rpo", "rpo-base", "nearest")
+METHOD_NAMES: tuple[str, ...] = ("zero", "rag", "rpo", "rpo-k0", "rpo-base", "nearest")
+#: The methods ``rpo eval`` runs by default (``rpo-k0``, an ablation, when asked for).
+DEFAULT_METHODS: tuple[str, ...] = ("zero", "rag", "rpo", "rpo-base", "nearest")
 
 RetrieverName = Literal["bm25", "dense"]
 
@@ -127,10 +136,12 @@ class BM25Retriever(Retriever):
 
 
 def build_profile_store(
-    spec: TaskSpec, questions: Sequence[Question], embeddings: Embeddings | None = None
-) -> Any:
-    """Index the profiles of ``questions`` in a fresh :class:`~langchain_rpo.history.
-    UserHistoryStore`.
+    spec: TaskSpec,
+    questions: Sequence[Question],
+    embeddings: Embeddings | None = None,
+    store: HistoryBackend | None = None,
+) -> HistoryBackend:
+    """Index the profiles of ``questions`` in a history backend (a fresh FAISS store by default).
 
     Each question's profile goes under the question id as the user id; a document's text is the
     item's corpus text, its metadata the item's ``index`` in the profile and the question id.
@@ -138,14 +149,17 @@ def build_profile_store(
     Args:
         spec: The task.
         questions: The questions whose profiles to index.
-        embeddings: The embeddings (None: the store's default, all-MiniLM-L6-v2).
+        embeddings: The embeddings of the default store (None: all-MiniLM-L6-v2).
+        store: Any :class:`~langchain_rpo.history_backend.HistoryBackend` to fill instead (a
+            question's items replace those it already holds there, by id).
 
     Returns:
-        The store.
+        The backend.
     """
-    from langchain_rpo.history import UserHistoryStore
+    if store is None:
+        from langchain_rpo.history import UserHistoryStore
 
-    store = UserHistoryStore(embeddings=embeddings)
+        store = UserHistoryStore(embeddings=embeddings)
     for question in questions:
         if not question.profile:
             continue
@@ -164,20 +178,29 @@ class DenseRetriever(Retriever):
     Args:
         spec: The task.
         embeddings: Returns the embeddings on first use (None: the default all-MiniLM-L6-v2).
+        history: Returns the backend to index the profiles in, given the embeddings (None: a
+            fresh FAISS store); any :class:`~langchain_rpo.history_backend.HistoryBackend`.
     """
 
     name = "dense"
 
-    def __init__(self, spec: TaskSpec, embeddings: Callable[[], Embeddings] | None = None) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        embeddings: Callable[[], Embeddings] | None = None,
+        history: Callable[[Embeddings | None], HistoryBackend] | None = None,
+    ) -> None:
         super().__init__(spec)
         self._embeddings = embeddings
+        self._history = history
 
     def top_k(self, questions: Sequence[Question], k: int) -> list[list[int]]:
         """Return the nearest ``k`` profile item indexes per question, by embedding similarity."""
         if k <= 0:
             return [[] for _ in questions]
         embeddings = self._embeddings() if self._embeddings is not None else None
-        store = build_profile_store(self.spec, questions, embeddings)
+        backend = self._history(embeddings) if self._history is not None else None
+        store = build_profile_store(self.spec, questions, embeddings, backend)
         ranked: list[list[int]] = []
         for question in questions:
             if not question.profile:
@@ -329,7 +352,7 @@ class ContextInjection(Method):
         model_settings: dict[str, Any],
         retriever: Retriever,
         k: int = 4,
-        max_item_chars: int | None = 400,
+        max_item_chars: int | None = LAMP_ITEM_CHARS,
     ) -> None:
         super().__init__(spec)
         self._model = model
@@ -372,8 +395,9 @@ class ContextInjection(Method):
 class RPO(Method):
     """The zero-shot draft, personalized by :class:`~langchain_rpo.rewriter.RPORewriter`.
 
-    The profile of each batch is indexed in a fresh dense store (the question id as the user),
-    and each recalled item is shown to the reflection model in the task's LaMP item template.
+    The profile of each batch is indexed in a fresh dense store (the question id as the user;
+    ``history`` returns any other backend to index it in), and each recalled item is shown to
+    the reflection model in the task's LaMP item template.
     """
 
     name = "rpo"
@@ -385,18 +409,20 @@ class RPO(Method):
         reflection: Callable[[], BaseChatModel],
         settings: dict[str, Any],
         k: int = 4,
-        max_item_chars: int | None = 400,
+        max_item_chars: int | None = LAMP_ITEM_CHARS,
         embeddings: Callable[[], Embeddings] | None = None,
         name: str = "rpo",
+        history: Callable[[Embeddings | None], HistoryBackend] | None = None,
     ) -> None:
         super().__init__(spec)
+        self._history = history
         self.drafts = drafts
         self._reflection = reflection
         self._settings = settings
         self.k = k
         self.max_item_chars = max_item_chars
         self._embeddings = embeddings
-        self.name = name  # type: ignore[misc]  # "rpo" or "rpo-base"
+        self.name = name  # type: ignore[misc]  # "rpo", "rpo-k0" or "rpo-base"
 
     def settings(self) -> dict[str, Any]:  # noqa: D102
         return {**self._settings, "k": self.k, "max_item_chars": self.max_item_chars}
@@ -406,20 +432,26 @@ class RPO(Method):
 
         drafts = self.drafts(questions)
         embeddings = self._embeddings() if self._embeddings is not None else None
-        store = build_profile_store(self.spec, questions, embeddings)
+        backend = self._history(embeddings) if self._history is not None else None
+        store = build_profile_store(self.spec, questions, embeddings, backend)
         profiles = {q.id: q.profile for q in questions}
 
         def format_item(doc: Document) -> str:
             item = profiles[doc.metadata["question"]][int(doc.metadata["index"])]
             return self.spec.render_item(item, self.max_item_chars)
 
-        rewriter = RPORewriter(
-            history=store,
-            reflection=self._reflection(),
-            k=self.k,
-            format_item=format_item,
-            max_item_chars=None,  # format_item already cut the item's long field
-        )
+        with warnings.catch_warnings():
+            if self.name == "rpo-k0":  # the ablation asks for k=0 on purpose: no warning
+                warnings.filterwarnings(
+                    "ignore", message=r"RPORewriter: k=0 ", category=UserWarning
+                )
+            rewriter = RPORewriter(
+                history=store,
+                reflection=self._reflection(),
+                k=self.k,
+                format_item=format_item,
+                max_item_chars=None,  # format_item already cut the item's long field
+            )
         # An AIMessage draft brings the rewriter's metadata back (recalled ids, fallback reason);
         # the recall query is the task's retrieval text, as for rag and nearest.
         answers = rewriter.batch(

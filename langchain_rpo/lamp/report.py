@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from langchain_rpo.lamp.extras import optional_import
@@ -15,6 +15,7 @@ METHOD_DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "zero": ("base model alone (no history)", "no"),
     "rag": ("context injection: top-k history items in the base model's prompt", "yes"),
     "rpo": ("base model's draft rewritten by the reflection model + adapter", "no"),
+    "rpo-k0": ("the same rewrite with no history recalled (k=0): the adapter alone", "no"),
     "rpo-base": ("the same rewrite, reflection model without adapter", "no"),
     "nearest": ("output of the most similar history item (no model)", "n/a"),
 }
@@ -73,6 +74,7 @@ def bar_chart(
     metrics: tuple[str, ...],
     path: str | Path,
     title: str,
+    labels: Sequence[str] | None = None,
 ) -> Path:
     """Draw a grouped bar chart (metrics on the x axis, one bar per method) into a PNG.
 
@@ -81,6 +83,9 @@ def bar_chart(
         metrics: The metrics to draw.
         path: The PNG to write.
         title: The chart title.
+        labels: The x axis labels, one per entry of ``metrics`` (default: each metric and
+            whether lower or higher is better). The combined report of several sets puts the
+            sets on the x axis.
 
     Returns:
         ``path``.
@@ -99,10 +104,11 @@ def bar_chart(
         values = [results[method][metric] for metric in metrics]
         bars = ax.bar(xs, values, width, label=method)
         ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], fontsize=7, padding=2)
-    ax.set_xticks(
-        range(len(metrics)),
-        [f"{m} ({'lower' if m in LOWER_IS_BETTER else 'higher'} is better)" for m in metrics],
-    )
+    if labels is None:
+        labels = [
+            f"{m} ({'lower' if m in LOWER_IS_BETTER else 'higher'} is better)" for m in metrics
+        ]
+    ax.set_xticks(range(len(metrics)), list(labels))
     ax.set_title(title)
     ax.legend(
         fontsize=8, ncols=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, -0.1)

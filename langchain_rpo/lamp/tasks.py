@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from langchain_rpo.adapter_settings import LAMP_ITEM_CHARS
 from langchain_rpo.prompts import truncate
 
 __all__ = [
@@ -203,7 +204,7 @@ class TaskSpec:
         return str(item[self.output_field])
 
     # -- prompts ---------------------------------------------------------------------------
-    def render_item(self, item: Mapping[str, Any], max_chars: int | None = 400) -> str:
+    def render_item(self, item: Mapping[str, Any], max_chars: int | None = LAMP_ITEM_CHARS) -> str:
         """Render one profile item with the LaMP per-item template, its long field cut.
 
         Args:
@@ -218,7 +219,10 @@ class TaskSpec:
         return self.item_template.format(**values)
 
     def rag_prompt(
-        self, text: str, items: Sequence[Mapping[str, Any]], max_chars: int | None = 400
+        self,
+        text: str,
+        items: Sequence[Mapping[str, Any]],
+        max_chars: int | None = LAMP_ITEM_CHARS,
     ) -> str:
         """Return the context-injection prompt: the retrieved items rendered into the input.
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from langchain_rpo.feedback import FeedbackEvent
 from langchain_rpo.history import UserHistoryStore
 from langchain_rpo.history_file import MAX_COMPRESSION_RATIO
 
@@ -43,9 +44,7 @@ class HashEmbeddings(Embeddings):
         return self._vector(text)
 
 
-def build_store(
-    users: int = 3, items: int = 6, dim: int = DIM, seed: int = 0
-) -> UserHistoryStore:
+def build_store(users: int = 3, items: int = 6, dim: int = DIM, seed: int = 0) -> UserHistoryStore:
     """A store of ``users`` users with ``items`` items each (unicode texts, nested metadata)."""
     store = UserHistoryStore(HashEmbeddings(dim))
     rng = np.random.default_rng(seed)
@@ -55,14 +54,40 @@ def build_store(
             user,
             [f"{user} item {i} ✓ {'x' * i}" for i in range(items)],
             rng.normal(size=(items, dim)),
-            metadatas=[{"owner": user, "i": i, "tags": ["a", {"b": 1.5, "c": None}]}
-                       for i in range(items)],
+            metadatas=[
+                {"owner": user, "i": i, "tags": ["a", {"b": 1.5, "c": None}]} for i in range(items)
+            ],
             ids=[f"{user}/{i}" for i in range(items)],
         )
     # A delete and a replacement, so FAISS ids have a gap and next_int runs ahead of them.
     store.delete("user0-ü", ["user0-ü/1"])
     store.add_embeddings("user0-ü", ["replaced"], rng.normal(size=(1, dim)), ids=["user0-ü/2"])
+    # Feedback events (file format 2): two of user 1, and one of a user with no items at all.
+    if users > 1:
+        store.add_feedback("user1-ü", [feedback_event("user1-ü", n) for n in (2, 1)])
+        store.add_feedback(
+            "events-only", [feedback_event("events-only", 1, verdict="rejected", final_text=None)]
+        )
     return store
+
+
+def feedback_event(user: str, n: int, **fields: Any) -> FeedbackEvent:
+    """A feedback event of ``user`` with unicode texts and every field set."""
+    values: dict[str, Any] = {
+        "verdict": "edited",
+        "draft": f"draft {n} ✓",
+        "final_text": f"final {n} ü",
+        "query": f"query {n}",
+        "trajectory": {"preferences": "p", "gaps": "g", "rewrite": f"rewrite {n}"},
+        "raw_reflection": f"<rewrite>rewrite {n}</rewrite>",
+        "recalled_ids": [f"{user}/0"],
+        "recalled_texts": [f"{user} item 0"],
+        "rating": 4,
+        **fields,
+    }
+    return FeedbackEvent(
+        user_id=user, event_id=f"event-{n}", time=f"2026-12-02T19:00:0{n}Z", **values
+    )
 
 
 def snapshot(store: UserHistoryStore) -> tuple[Any, ...]:
@@ -83,7 +108,11 @@ def snapshot(store: UserHistoryStore) -> tuple[Any, ...]:
                     stored.faiss_ids.tobytes(),
                 )
             )
-        return store.dim, tuple(users)
+        feedback = tuple(
+            (user_id, tuple(event.to_json() for event in events))
+            for user_id, events in store._feedback.stored().items()
+        )
+        return store.dim, tuple(users), feedback
 
 
 def check_invariants(store: UserHistoryStore) -> list[str]:
@@ -144,16 +173,42 @@ def raw_zip(path: Path, members: list[tuple[str, int, int, bytes, int]]) -> None
             encoded = name.encode()
             out.write(
                 struct.pack(
-                    "<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, method, 0, 0x21, crc, len(data), size,
-                    len(encoded), 0,
+                    "<4sHHHHHIIIHH",
+                    b"PK\x03\x04",
+                    20,
+                    0,
+                    method,
+                    0,
+                    0x21,
+                    crc,
+                    len(data),
+                    size,
+                    len(encoded),
+                    0,
                 )
             )
             out.write(encoded)
             out.write(data)
             central.append(
                 struct.pack(
-                    "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, method, 0, 0x21, crc,
-                    len(data), size, len(encoded), 0, 0, 0, 0, 0, offset,
+                    "<4sHHHHHHIIIHHHHHII",
+                    b"PK\x01\x02",
+                    20,
+                    20,
+                    0,
+                    method,
+                    0,
+                    0x21,
+                    crc,
+                    len(data),
+                    size,
+                    len(encoded),
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    offset,
                 )
                 + encoded
             )
@@ -162,8 +217,9 @@ def raw_zip(path: Path, members: list[tuple[str, int, int, bytes, int]]) -> None
             out.write(record)
         length = out.tell() - start
         out.write(
-            struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(central), len(central), length,
-                        start, 0)
+            struct.pack(
+                "<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(central), len(central), length, start, 0
+            )
         )
 
 

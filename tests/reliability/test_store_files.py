@@ -8,10 +8,10 @@ failure.
 
 from __future__ import annotations
 
-import re
 import fcntl
 import json
 import random
+import re
 import subprocess
 import sys
 import zipfile
@@ -43,6 +43,8 @@ HERE = Path(__file__).parent
 MANIFEST = "manifest.json"
 DOC0, INDEX0 = "users/000000/docstore.json", "users/000000/index.faiss"
 DOC1, INDEX1 = "users/000001/docstore.json", "users/000001/index.faiss"
+# Feedback entries are listed by user id: "events-only" (0), then "user1-ü" (1).
+EVENTS0, EVENTS1 = "feedback/000000.jsonl", "feedback/000001.jsonl"
 
 
 def _outcome(path: Path, expected: Any) -> tuple[bool, str]:
@@ -181,8 +183,11 @@ def _duplicate_user(members: dict[str, bytes]) -> None:
         members,
         MANIFEST,
         lambda m: m["users"].append(
-            {**m["users"][0], "docstore": "users/000003/docstore.json",
-             "index": "users/000003/index.faiss"}
+            {
+                **m["users"][0],
+                "docstore": "users/000003/docstore.json",
+                "index": "users/000003/index.faiss",
+            }
         ),
     )
 
@@ -262,7 +267,8 @@ NOT_DICT = [None, "x", 1, [], True]
 
 FIELDS: list[tuple[str, str, tuple[Any, ...], list[Any]]] = [
     ("manifest format", MANIFEST, ("format",), NOT_STR),
-    ("manifest format_version", MANIFEST, ("format_version",), [*NOT_INT, 1.0, 2, 0]),
+    # 1 is a readable version, but a version 1 manifest has no feedback list.
+    ("manifest format_version", MANIFEST, ("format_version",), [*NOT_INT, 1.0, 1, 3, 0]),
     ("manifest dim", MANIFEST, ("dim",), [*NOT_INT, 0, -8, DIM + 1]),
     ("manifest embeddings", MANIFEST, ("embeddings",), NOT_STR),
     ("manifest users", MANIFEST, ("users",), NOT_LIST),
@@ -279,7 +285,60 @@ FIELDS: list[tuple[str, str, tuple[Any, ...], list[Any]]] = [
     ("item faiss_id", DOC1, ("items", 0, "faiss_id"), [*NOT_INT, -1]),
     ("item page_content", DOC1, ("items", 0, "page_content"), NOT_STR),
     ("item metadata", DOC1, ("items", 0, "metadata"), NOT_DICT),
+    ("manifest feedback", MANIFEST, ("feedback",), NOT_LIST),
+    ("manifest feedback entry", MANIFEST, ("feedback", 1), NOT_DICT),
+    ("feedback user_id", MANIFEST, ("feedback", 1, "user_id"), [*NOT_STR, "", "user0-ü"]),
+    ("feedback count", MANIFEST, ("feedback", 1, "count"), [*NOT_INT, 0, -1, 1, 3]),
+    ("feedback events", MANIFEST, ("feedback", 1, "events"), [*NOT_STR, EVENTS0, "../x"]),
 ]
+
+
+def _event_line(
+    n: int, change: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, bytes]], None]:
+    """Change line ``n`` (from 0) of user 1's feedback member, as parsed JSON."""
+
+    def craft(members: dict[str, bytes]) -> None:
+        lines = members[EVENTS1].decode().splitlines()
+        value = json.loads(lines[n])
+        change(value)
+        lines[n] = json.dumps(value, ensure_ascii=False)
+        members[EVENTS1] = ("\n".join(lines) + "\n").encode()
+
+    return craft
+
+
+def _event_field(key: str, value: Any) -> Callable[[dict[str, bytes]], None]:
+    return _event_line(0, lambda event: event.__setitem__(key, value))
+
+
+FEEDBACK_CRAFTED: list[tuple[str, Callable[[dict[str, bytes]], None]]] = [
+    ("an event of another user", _event_field("user_id", "user0-ü")),
+    ("an event id twice", _event_line(1, lambda e: e.__setitem__("event_id", "event-2"))),
+    ("an event of a newer version", _event_field("version", 2)),
+    ("an event with an unknown key", _event_field("extra", 1)),
+    ("an event without its draft", _event_line(0, lambda e: e.pop("draft"))),
+    ("an event with verdict 'maybe'", _event_field("verdict", "maybe")),
+    ("an edited event without final text", _event_field("final_text", None)),
+    ("an event with a NaN rating", _replace(EVENTS1, b'"rating": 4', b'"rating": NaN')),
+    ("an event with a time without zone", _event_field("time", "2026-12-02T19:00:01")),
+    ("an event with more texts than ids", _event_field("recalled_texts", ["a", "b"])),
+    ("an event with a bad trajectory", _event_field("trajectory", {"gaps": "g"})),
+    ("an event that is a list", lambda m: m.__setitem__(EVENTS1, b"[1]\n[2]\n")),
+    ("events without the last newline", lambda m: m.__setitem__(EVENTS1, m[EVENTS1][:-1])),
+    ("a blank line among events", lambda m: m.__setitem__(EVENTS1, b"\n" + m[EVENTS1])),
+    ("an event cut mid-line", lambda m: m.__setitem__(EVENTS1, m[EVENTS1][:-20] + b"\n")),
+    ("events nested 100000 levels",
+     _raw_member(EVENTS1, b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"\n")),
+    ("invalid UTF-8 in an event", _replace(EVENTS1, b"final 1", b"final \xff")),
+    ("a lone surrogate in an event", _replace(EVENTS1, b"final 1", b"final \\ud800")),
+    ("a feedback member missing", lambda m: m.pop(EVENTS1)),
+    ("an extra feedback member", lambda m: m.__setitem__("feedback/000009.jsonl", b"")),
+    ("a feedback entry listed twice",
+     lambda m: _set(MANIFEST, ("feedback", 0, "user_id"), "user1-ü")(m)),
+    ("two entries swapping members",
+     lambda m: m.update({EVENTS0: m[EVENTS1], EVENTS1: m[EVENTS0]})),
+]  # fmt: skip
 
 
 def _whole(name: str, value: Any) -> Callable[[dict[str, bytes]], None]:
@@ -304,24 +363,34 @@ CRAFTED: list[tuple[str, Callable[[dict[str, bytes]], None]]] = [
     ("two items sharing a FAISS id", _shared_faiss_id),
     ("two items sharing an id", _set(DOC1, ("items", 1, "id"), "user1-ü/0")),
     ("an index holding one id twice", _index_with_repeated_id),
-    ("next_int equal to a FAISS id in use",
-     lambda m: _set(DOC1, ("next_int",), _max_faiss_id(m, DOC1))(m)),
+    (
+        "next_int equal to a FAISS id in use",
+        lambda m: _set(DOC1, ("next_int",), _max_faiss_id(m, DOC1))(m),
+    ),
     ("next_int 0", _set(DOC1, ("next_int",), 0)),
-    ("a FAISS id the index does not hold",
-     lambda m: _set(DOC1, ("items", 0, "faiss_id"), _max_faiss_id(m, DOC1) + 1)(m)),
+    (
+        "a FAISS id the index does not hold",
+        lambda m: _set(DOC1, ("items", 0, "faiss_id"), _max_faiss_id(m, DOC1) + 1)(m),
+    ),
     ("user 0 pointing at user 1's index", _set(MANIFEST, ("users", 0, "index"), INDEX1)),
     ("user 0 pointing at user 1's docstore", _set(MANIFEST, ("users", 0, "docstore"), DOC1)),
     ("users 0 and 1 swapping members", lambda m: m.update({INDEX0: m[INDEX1], INDEX1: m[INDEX0]})),
     ("count not matching the docstore", _set(MANIFEST, ("users", 1, "count"), 5)),
     ("IndexHNSWFlat in IndexIDMap2", _reindex(lambda d: faiss.IndexHNSWFlat(d, 8))),
     ("IndexFlatL2 in IndexIDMap2", _reindex(faiss.IndexFlatL2)),
-    ("IndexFlat with L1 metric in IndexIDMap2",
-     _reindex(lambda d: faiss.IndexFlat(d, faiss.METRIC_L1))),
+    (
+        "IndexFlat with L1 metric in IndexIDMap2",
+        _reindex(lambda d: faiss.IndexFlat(d, faiss.METRIC_L1)),
+    ),
     ("IndexFlatIP without an id map", _reindex(faiss.IndexFlatIP, wrap=False)),
-    ("IndexIDMap (not 2) over IndexFlatIP",
-     lambda m: m.__setitem__(INDEX0, _index_bytes(_idmap1(m)))),
-    ("IndexIDMap2 over IndexFlatIP of another width",
-     lambda m: m.__setitem__(INDEX0, _narrow_index(m))),
+    (
+        "IndexIDMap (not 2) over IndexFlatIP",
+        lambda m: m.__setitem__(INDEX0, _index_bytes(_idmap1(m))),
+    ),
+    (
+        "IndexIDMap2 over IndexFlatIP of another width",
+        lambda m: m.__setitem__(INDEX0, _narrow_index(m)),
+    ),
     # Index header offsets: "IxM2" 0, d 4, ntotal 8, metric 33; "IxFI" 37, d 41, metric 70;
     # then the float count at 74.
     ("the flat index's metric set to L2 (same size)", _patch_index(INDEX0, 70, 1)),
@@ -335,28 +404,38 @@ CRAFTED: list[tuple[str, Callable[[dict[str, bytes]], None]]] = [
     ("index bytes with garbage appended", lambda m: m.__setitem__(INDEX0, m[INDEX0] + b"\0" * 8)),
     ("an index of random bytes", _raw_member(INDEX0, random.Random(3).randbytes(200))),
     ("manifest nested 100000 levels", _raw_member(MANIFEST, b"[" * 100_000 + b"]" * 100_000)),
-    ("docstore nested 100000 levels",
-     _raw_member(DOC1, b'{"a":' * 100_000 + b"1" + b"}" * 100_000)),
-    ("manifest users nested 2000 levels",
-     _replace(MANIFEST, b'"users": [', b'"users": [' + b"[" * 2000 + b"]" * 2000 + b", ")),
-    (f"metadata nested {MAX_METADATA_DEPTH + 1} levels",
-     _set(DOC1, ("items", 0, "metadata"), {"a": _deep(MAX_METADATA_DEPTH)})),
+    (
+        "docstore nested 100000 levels",
+        _raw_member(DOC1, b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+    ),
+    (
+        "manifest users nested 2000 levels",
+        _replace(MANIFEST, b'"users": [', b'"users": [' + b"[" * 2000 + b"]" * 2000 + b", "),
+    ),
+    (
+        f"metadata nested {MAX_METADATA_DEPTH + 1} levels",
+        _set(DOC1, ("items", 0, "metadata"), {"a": _deep(MAX_METADATA_DEPTH)}),
+    ),
     ("NaN in metadata", _replace(DOC1, b'"i": 0', b'"i": NaN')),
     ("Infinity in metadata", _replace(DOC1, b'"i": 0', b'"i": -Infinity')),
     ("1e400 in metadata", _replace(DOC1, b'"i": 0', b'"i": 1e400')),
     ("a lone surrogate escaped in a text", _replace(DOC1, b"item 0", b"item \\ud800")),
     ("a lone surrogate escaped in a user id", _replace(MANIFEST, b'"user1-', b'"\\udc00user1-')),
     ("invalid UTF-8 in a text", _replace(DOC1, b"item 0", b"item \xff")),
-    ("a manifest in UTF-16",
-     lambda m: m.__setitem__(MANIFEST, m[MANIFEST].decode().encode("utf-16"))),
+    (
+        "a manifest in UTF-16",
+        lambda m: m.__setitem__(MANIFEST, m[MANIFEST].decode().encode("utf-16")),
+    ),
     ("an int of 5000 digits", _raw_member(MANIFEST, b'{"format": 1' + b"0" * 5000 + b"}")),
     ("the manifest missing", lambda m: m.pop(MANIFEST)),
     ("a user's index missing", lambda m: m.pop(INDEX1)),
     ("an extra member", lambda m: m.__setitem__("users/000009/docstore.json", b"{}")),
     ("format of another program", _set(MANIFEST, ("format",), "something-else")),
     ("dim null with users", _set(MANIFEST, ("dim",), None)),
-    ("a user with no items",
-     lambda m: (_set(DOC1, ("items",), [])(m), _set(MANIFEST, ("users", 1, "count"), 0)(m))),
+    (
+        "a user with no items",
+        lambda m: (_set(DOC1, ("items",), [])(m), _set(MANIFEST, ("users", 1, "count"), 0)(m)),
+    ),
     ("a manifest that is a list", _whole(MANIFEST, [])),
 ]
 
@@ -379,11 +458,18 @@ def _narrow_index(members: dict[str, bytes]) -> bytes:
 
 @pytest.mark.parametrize(
     ("group", "cases"),
-    [("store files: crafted", CRAFTED), ("store files: wrong field types", _field_cases())],
-    ids=["crafted", "field-types"],
+    [
+        ("store files: crafted", CRAFTED),
+        ("store files: wrong field types", _field_cases()),
+        ("store files: crafted feedback", FEEDBACK_CRAFTED),
+    ],
+    ids=["crafted", "field-types", "feedback"],
 )
 def test_crafted_files_are_refused(
-    fault_cases: Any, saved: tuple[Path, Any], tmp_path: Path, group: str,
+    fault_cases: Any,
+    saved: tuple[Path, Any],
+    tmp_path: Path,
+    group: str,
     cases: list[tuple[str, Callable[[dict[str, bytes]], None]]],
 ) -> None:
     path, _ = saved
@@ -514,7 +600,10 @@ def test_size_bombs_are_refused_without_inflating(
     }
     result = subprocess.run(
         [sys.executable, "-c", BOMB_SCRIPT, str(HERE), *map(str, bombs)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
@@ -529,7 +618,8 @@ def test_size_bombs_are_refused_without_inflating(
             and float(seconds) < 2
         )
         fault_cases.record(
-            "store files: size bombs", held,
+            "store files: size bombs",
+            held,
             f"{bomb.name}: {outcome} in {seconds} s, peak memory +{grown_mb} MB",
         )
     fault_cases.check()

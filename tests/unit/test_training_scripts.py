@@ -12,6 +12,7 @@ pytest.importorskip("trl")
 from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
 from tiny_models import make_model  # noqa: E402
 
+from langchain_rpo.adapter_settings import LAMP_ITEM_CHARS, AdapterSettings  # noqa: E402
 from langchain_rpo.prompts import build_reflection_messages  # noqa: E402
 from langchain_rpo.reflection import ReflectionModel, to_chat_dicts  # noqa: E402
 from langchain_rpo.trajectory import parse  # noqa: E402
@@ -135,10 +136,14 @@ def test_sft_end_to_end(tmp_path, split, tiny_tokenizer, tiny_model_dir):
             "--learning_rate", "1e-3", "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
             "--lora_target_modules", "all-linear", "--report_to", "none", "--use_cpu",
             "--save_strategy", "no", "--logging_steps", "1", "--max_length", "1024",
-            "--lora_layers", "1",
+            "--lora_layers", "1", "--max_item_chars", "80", "--eval_k", "2",
+            "--eval_max_new_tokens", "5",
         ]
     )  # fmt: skip
     assert metrics["global_step"] == 3
+    # The settings travel with the adapter, and its users take them as defaults.
+    assert AdapterSettings.read(out) == AdapterSettings(k=2, max_item_chars=80, max_new_tokens=5)
+    assert ReflectionModel.from_pretrained(tiny_model_dir, adapter=out).max_tokens == 5
     adapter_config = json.loads((out / "adapter_config.json").read_text())
     assert adapter_config["layers_to_transform"] == [1]  # the backward pass stops at layer 1
     assert (out / "adapter_config.json").is_file() and (out / "recipe.yaml").is_file()
@@ -192,5 +197,6 @@ def test_grpo_curriculum_end_to_end(tmp_path, split, tiny_tokenizer, tiny_model_
         [1, 2, 4], 1), per_step=1, seed=42)[0][:3]]  # fmt: skip
     assert metrics["questions_drawn"] == 3 and len({ids[0] for ids in seen}) == 3
     assert (out / "adapter_config.json").is_file() and (out / "metrics.json").is_file()
+    assert AdapterSettings.read(out) == AdapterSettings(max_item_chars=LAMP_ITEM_CHARS)
     reflection = ReflectionModel.from_pretrained(tiny_model_dir, adapter=out, max_new_tokens=4)
     assert isinstance(reflection.invoke("hi").content, str)
