@@ -333,10 +333,18 @@ class RPORewriter(RunnableSerializable[Any, Any]):
 
     def _reflect(self, rows: list[_Row]) -> _Plan:
         """The reflection of every open row, in one batch call."""
-        todo = [row for row in rows if row.open]
+        prompts: dict[int, list[BaseMessage]] = {}
+        for i, row in enumerate(rows):
+            if not row.open:
+                continue
+            try:  # a format_item that fails on one item fails only its row
+                prompts[i] = self._reflection_input(row)
+            except Exception as err:  # noqa: BLE001 - the draft is still a good answer
+                row.fall_back(FallbackReason.REFLECTION_ERROR, err)
+        todo = [rows[i] for i in prompts]
         outs = yield _Call(
             self.reflection,
-            [self._reflection_input(row) for row in todo],
+            list(prompts.values()),
             [row.child("rpo:reflect", *NOSTREAM_TAGS) for row in todo],
             self.reflection_timeout,
         )

@@ -317,6 +317,26 @@ def test_a_failed_draft_recall_or_reflection_affects_only_its_row(
             raise ValueError("reflection server rejected the request")
         return AIMessage(f"<rewrite>ok: {messages[-1].content[-3:]}</rewrite>")
 
+    def picky_format(doc: Any) -> str:
+        if doc.page_content.startswith("Bob"):
+            raise KeyError("a field this formatter needs")
+        return doc.page_content
+
+    plain = UserHistoryStore(DeterministicFakeEmbedding(size=16))
+    plain.add_texts("alice", ["Announcing Rust 1.75.0"])
+    plain.add_texts("bob", ["Bob's diary"])
+    picky = RPORewriter(history=plain, reflection=taught_reflection, format_item=picky_format)
+    outs = picky.batch([AIMessage("d1"), AIMessage("d2")], [ALICE, BOB])
+    meta = outs[1].response_metadata["rpo"]
+    fault_cases.record(
+        "rewriter: one row, one fate",
+        outs[0].content == REWRITE
+        and outs[1].content == "d2"
+        and meta["fallback_reason"] == FallbackReason.REFLECTION_ERROR
+        and "KeyError" in meta["fallback_detail"],
+        f"format_item failing on one row: {[o.content for o in outs]}",
+    )
+
     flaky = RPORewriter(history=store, reflection=RunnableLambda(reflect))
     outs = flaky.batch([AIMessage("d-1"), AIMessage("poison"), AIMessage("d-3")], ALICE)
     meta = outs[1].response_metadata["rpo"]
