@@ -488,20 +488,10 @@ class _Reader:
         seen: set[str] = set()
         for n, entry in enumerate(entries):
             where = f"the manifest's users[{n}]"
-            self.check_keys(entry, _ENTRY_KEYS, where)
-            user_id = entry["user_id"]
-            if not isinstance(user_id, str) or not user_id:
-                raise self.fail(f"{where} has the user id {user_id!r}, not a non-empty string")
-            try:
-                check_encodable(user_id, "its user id")
-            except ValueError as exc:
-                raise self.fail(f"{where}: {exc}") from None
+            user_id = self.check_entry(entry, _ENTRY_KEYS, where)
             if user_id in seen:
                 raise self.fail(f"the user {user_id!r} is listed twice")
             seen.add(user_id)
-            count = entry["count"]
-            if not _is_int(count) or count < 1:
-                raise self.fail(f"{where} has count {count!r}, not an int of at least 1")
             docstore_name, index_name = _member_names(n)
             if entry["docstore"] != docstore_name or entry["index"] != index_name:
                 raise self.fail(
@@ -520,20 +510,10 @@ class _Reader:
         seen: set[str] = set()
         for m, entry in enumerate(entries):
             where = f"the manifest's feedback[{m}]"
-            self.check_keys(entry, _FEEDBACK_ENTRY_KEYS, where)
-            user_id = entry["user_id"]
-            if not isinstance(user_id, str) or not user_id:
-                raise self.fail(f"{where} has the user id {user_id!r}, not a non-empty string")
-            try:
-                check_encodable(user_id, "its user id")
-            except ValueError as exc:
-                raise self.fail(f"{where}: {exc}") from None
+            user_id = self.check_entry(entry, _FEEDBACK_ENTRY_KEYS, where)
             if user_id in seen:
                 raise self.fail(f"the feedback of user {user_id!r} is listed twice")
             seen.add(user_id)
-            count = entry["count"]
-            if not _is_int(count) or count < 1:
-                raise self.fail(f"{where} has count {count!r}, not an int of at least 1")
             if entry["events"] != _feedback_member_name(m):
                 raise self.fail(
                     f"{where} (user {user_id!r}) names the member {entry['events']!r}, not its "
@@ -573,6 +553,21 @@ class _Reader:
             ids.add(event.event_id)
             events.append(event)
         return events
+
+    def check_entry(self, entry: Any, keys: frozenset[str], where: str) -> str:
+        """Check a manifest entry's keys, its user id and its ``count``; return the user id."""
+        self.check_keys(entry, keys, where)
+        user_id = entry["user_id"]
+        if not isinstance(user_id, str) or not user_id:
+            raise self.fail(f"{where} has the user id {user_id!r}, not a non-empty string")
+        try:
+            check_encodable(user_id, "its user id")
+        except ValueError as exc:
+            raise self.fail(f"{where}: {exc}") from None
+        count = entry["count"]
+        if not _is_int(count) or count < 1:
+            raise self.fail(f"{where} has count {count!r}, not an int of at least 1")
+        return user_id
 
     def check_keys(self, value: Any, keys: frozenset[str], where: str) -> None:
         if not isinstance(value, dict):
