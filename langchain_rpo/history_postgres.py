@@ -390,6 +390,34 @@ class PostgresHistory(HistoryBackend):
                     ).format(sql.Identifier("rpo_items_hnsw"), self._items)
                 )
 
+    def _create_partitions(
+        self, conn: psycopg.Connection[Any], table: sql.Composable, name: str, partitions: int
+    ) -> None:
+        """The hash partitions ``{name}_p0...`` of a table partitioned by user."""
+        for i in range(partitions):
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS {}, REMAINDER {})"
+                ).format(
+                    sql.Identifier(self._schema, f"{name}_p{i}"),
+                    table,
+                    sql.Literal(partitions),
+                    sql.Literal(i),
+                )
+            )
+
+    @staticmethod
+    def _isolate_users(conn: psycopg.Connection[Any], table: sql.Composable) -> None:
+        """Row-level security: a role without BYPASSRLS sees only the rows of ``rpo.user_id``."""
+        conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table))
+        conn.execute(
+            sql.SQL(
+                "CREATE POLICY rpo_user_isolation ON {} "
+                "USING (user_id = current_setting('rpo.user_id', true)) "
+                "WITH CHECK (user_id = current_setting('rpo.user_id', true))"
+            ).format(table)
+        )
+
     def _migration_1(self, conn: psycopg.Connection[Any]) -> None:
         """Version 1: the meta row, the partitioned items table, the RLS policy."""
         dim = self._embedding_width()
@@ -429,31 +457,14 @@ class PostgresHistory(HistoryBackend):
                 seq=sql.Literal(seq.as_string(conn)),
             )
         )
-        for i in range(self._partitions):
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS {}, REMAINDER {})"
-                ).format(
-                    sql.Identifier(self._schema, f"rpo_items_p{i}"),
-                    self._items,
-                    sql.Literal(self._partitions),
-                    sql.Literal(i),
-                )
-            )
+        self._create_partitions(conn, self._items, "rpo_items", self._partitions)
         # Export order: per user, by insertion (seq); also serves count and forget.
         conn.execute(
             sql.SQL("CREATE INDEX {} ON {} (user_id, seq)").format(
                 sql.Identifier("rpo_items_user_seq"), self._items
             )
         )
-        conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(self._items))
-        conn.execute(
-            sql.SQL(
-                "CREATE POLICY rpo_user_isolation ON {} "
-                "USING (user_id = current_setting('rpo.user_id', true)) "
-                "WITH CHECK (user_id = current_setting('rpo.user_id', true))"
-            ).format(self._items)
-        )
+        self._isolate_users(conn, self._items)
 
     def _migration_2(self, conn: psycopg.Connection[Any]) -> None:
         """Version 2: the feedback events table, partitioned and secured like the items."""
@@ -475,30 +486,13 @@ class PostgresHistory(HistoryBackend):
                 ") PARTITION BY HASH (user_id)"
             ).format(feedback=self._feedback, seq=sql.Literal(seq.as_string(conn)))
         )
-        for i in range(partitions):
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS {}, REMAINDER {})"
-                ).format(
-                    sql.Identifier(self._schema, f"rpo_feedback_p{i}"),
-                    self._feedback,
-                    sql.Literal(partitions),
-                    sql.Literal(i),
-                )
-            )
+        self._create_partitions(conn, self._feedback, "rpo_feedback", partitions)
         conn.execute(
             sql.SQL("CREATE INDEX {} ON {} (user_id, time, seq)").format(
                 sql.Identifier("rpo_feedback_user_time"), self._feedback
             )
         )
-        conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(self._feedback))
-        conn.execute(
-            sql.SQL(
-                "CREATE POLICY rpo_user_isolation ON {} "
-                "USING (user_id = current_setting('rpo.user_id', true)) "
-                "WITH CHECK (user_id = current_setting('rpo.user_id', true))"
-            ).format(self._feedback)
-        )
+        self._isolate_users(conn, self._feedback)
         # An upgraded schema: the roles granted the items (create_schema(grant_to=...)) get the
         # events too, or their forget, which now deletes events, would be refused.
         grantees = conn.execute(
