@@ -138,8 +138,7 @@ class Draft:
         """The draft with its text replaced by ``rewrite`` and the metadata added."""
         if isinstance(self.original, str):
             return rewrite
-        message = _with_metadata(self.original, meta)
-        return message.model_copy(update={"content": _replace_text(message.content, rewrite)})
+        return _with_metadata(self.original, meta, _replace_text(self.original.content, rewrite))
 
     def chunk(self, text: str) -> AIMessageChunk | str:
         """A streamed piece of the rewrite, in the draft's shape."""
@@ -174,12 +173,18 @@ class Draft:
         return AIMessageChunk(**fields)
 
 
-def _with_metadata(message: BaseMessage, meta: RPOMetadata) -> BaseMessage:
+def _with_metadata(
+    message: BaseMessage, meta: RPOMetadata, content: str | list[Any] | None = None
+) -> BaseMessage:
+    """``message`` with ``meta`` added (and ``content`` in place of its own, when given)."""
     # model_copy keeps every field (and the message's own class); the metadata dict is new, so
     # the caller's draft is never mutated.
-    return message.model_copy(
-        update={"response_metadata": {**message.response_metadata, RPO_METADATA_KEY: meta}}
-    )
+    update: dict[str, Any] = {
+        "response_metadata": {**message.response_metadata, RPO_METADATA_KEY: meta}
+    }
+    if content is not None:
+        update["content"] = content
+    return message.model_copy(update=update)
 
 
 def read_draft(value: Any) -> Draft:
