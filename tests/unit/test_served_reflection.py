@@ -43,7 +43,7 @@ def _served(base_url: str) -> object:
         api_key="EMPTY",
         model=SERVED,
         temperature=0,
-        max_tokens=64,
+        max_tokens=96,
         stop=["</rewrite>"],
         max_retries=0,
         timeout=30,
