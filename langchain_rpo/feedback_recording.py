@@ -8,7 +8,8 @@ half-done stays:
 
 1. :func:`feedback_target` reads the answer's ``rpo`` metadata and the user (a ``ValueError``
    for a plain string, a message without the metadata, no user, or a ``config`` naming another
-   user than the answer's);
+   user than the answer's). Given a run id instead of the answer, the metadata comes from the
+   rewriter's :class:`RecentAnswers` (a ``ValueError`` for a run id it does not remember);
 2. the caller looks up the recalled items (``history.get`` / ``aget``; this module does no I/O
    of its own, so the rewriter's sync and async methods share it);
 3. :func:`build_feedback` builds and checks the event (:meth:`FeedbackEvent.from_answer`: an
@@ -27,6 +28,10 @@ feedback gives other texts than the prompt showed. When an item is gone the even
 
 from __future__ import annotations
 
+import copy
+import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +45,11 @@ from langchain_rpo.history_backend import HistoryBackend
 from langchain_rpo.history_checks import check_add_call
 
 __all__ = [
+    "DEFAULT_REMEMBERED_ANSWERS",
     "FEEDBACK_SOURCE",
     "FeedbackEntry",
+    "RecentAnswers",
+    "answer_to_record",
     "astore_feedback",
     "build_feedback",
     "feedback_target",
@@ -50,6 +58,143 @@ __all__ = [
 
 FEEDBACK_SOURCE = "feedback"
 """``metadata["source"]`` of a history item that a feedback call added."""
+
+DEFAULT_REMEMBERED_ANSWERS = 1024
+"""How many recent answers an ``RPORewriter`` remembers by run id (``remembered_answers``)."""
+
+_BY_METADATA = "pass the answer or its response_metadata['rpo'] instead"
+
+
+def _run_key(run_id: object) -> str:
+    """The canonical string of a run id (a ``UUID``, or its string in any accepted spelling).
+
+    >>> _run_key("8A3E6C0D-0B6A-4F7E-9C1D-2B3A4C5D6E7F")
+    '8a3e6c0d-0b6a-4f7e-9c1d-2b3a4c5d6e7f'
+    """
+    if isinstance(run_id, uuid.UUID):
+        return str(run_id)
+    if isinstance(run_id, str):
+        try:
+            return str(uuid.UUID(run_id))
+        except ValueError:
+            pass
+    raise ValueError(
+        f"run_id must be a LangChain run id (a UUID, or its string), got {run_id!r}. Fix: pass "
+        f"the config['run_id'] you invoked with, or answer.response_metadata['rpo']['run_id']; "
+        f"or {_BY_METADATA}."
+    )
+
+
+class RecentAnswers:
+    """The ``rpo`` metadata of a rewriter's last answers, found by run id: in-process only.
+
+    Each answer is found by the id of the rewriter's own run (``metadata["run_id"]``; the
+    ``config["run_id"]`` of a direct ``invoke``/``stream``), and by the id of the run directly
+    around it (the ``config["run_id"]`` of a chain ``prompt | model | rewriter`` the app
+    invoked), unless that run holds several answers. The oldest answers are forgotten past
+    ``limit`` (an LRU by the time an answer was given), and all of them when the process ends:
+    across processes and restarts, keep the answer's metadata and record feedback with that.
+
+    Thread-safe: rows of a batch, streams and async calls may answer at once.
+    """
+
+    def __init__(self) -> None:
+        # own run id -> (the run around it, the answer's metadata), oldest first.
+        self._answers: OrderedDict[str, tuple[str | None, Mapping[str, Any]]] = OrderedDict()
+        # run around an answer -> the own run ids it holds, still remembered.
+        self._inside: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._answers)
+
+    def remember(
+        self, run_id: object, parent_run_id: object | None, meta: Mapping[str, Any], limit: int
+    ) -> None:
+        """Remember an answer's metadata (a deep copy: later edits of the answer do not reach it).
+
+        Args:
+            run_id: The id of the rewriter's run that gave the answer.
+            parent_run_id: The id of the run around it, if any.
+            meta: The answer's ``rpo`` metadata.
+            limit: How many answers to keep (0 keeps none).
+        """
+        if limit <= 0:
+            return
+        own = _run_key(run_id)
+        parent = None if parent_run_id is None else _run_key(parent_run_id)
+        snapshot = copy.deepcopy(dict(meta))
+        with self._lock:
+            if own in self._answers:  # the same run answering again (it does not): replace
+                self._drop(own)
+            self._answers[own] = (parent, snapshot)
+            if parent is not None:
+                self._inside.setdefault(parent, []).append(own)
+            while len(self._answers) > limit:
+                self._drop(next(iter(self._answers)))
+
+    def _drop(self, own: str) -> None:
+        parent, _ = self._answers.pop(own)
+        if parent is not None:
+            held = self._inside[parent]
+            held.remove(own)
+            if not held:
+                del self._inside[parent]
+
+    def find(self, run_id: object, limit: int) -> Mapping[str, Any]:
+        """The metadata of the answer that run ``run_id`` gave.
+
+        Args:
+            run_id: The rewriter's own run id, or the id of the run directly around it.
+            limit: How many answers the rewriter keeps (for the error message).
+
+        Raises:
+            ValueError: For something not a run id, a run id not remembered (never seen, or
+                forgotten), or the id of a run around several answers.
+        """
+        key = _run_key(run_id)
+        with self._lock:
+            if key in self._answers:
+                return self._answers[key][1]
+            held = list(self._inside.get(key, ()))
+            if len(held) == 1:
+                return self._answers[held[0]][1]
+        if held:
+            raise ValueError(
+                f"The run {key} holds {len(held)} answers of this rewriter (a chain that called "
+                "it more than once), so the run id does not say which one the feedback is on. "
+                f"Fix: pass that answer's own response_metadata['rpo']['run_id'], or "
+                f"{_BY_METADATA}."
+            )
+        raise ValueError(
+            f"This rewriter has no answer of the run {key} in memory: it remembers the last "
+            f"{limit} answers it gave in this process (remembered_answers={limit}), by the id "
+            "of its own run or of the run directly around it, and none after a restart. Fix: "
+            f"{_BY_METADATA}, which works in any process."
+        )
+
+
+def answer_to_record(
+    answer: BaseMessage | Mapping[str, Any] | str | None,
+    run_id: object | None,
+    recent: RecentAnswers,
+    limit: int,
+) -> BaseMessage | Mapping[str, Any] | str:
+    """The answer a feedback call names: the one passed, or the one remembered by ``run_id``.
+
+    Raises:
+        ValueError: When both or neither are given, or the run id is not remembered.
+    """
+    if (answer is None) == (run_id is None):
+        raise ValueError(
+            "Name the answer the feedback is on with exactly one of answer=<the message or its "
+            "response_metadata['rpo']> or run_id=<the run that gave it>"
+            + ("; got both." if answer is not None else "; got neither.")
+        )
+    if answer is not None:
+        return answer
+    return recent.find(run_id, limit)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,9 @@ class RPOMetadata(TypedDict):
         personalized: Whether the answer is the rewrite (else it is the draft, unchanged).
         fallback_reason: Why the draft was kept (a :class:`FallbackReason` value), or None.
         fallback_detail: The error behind the fallback (``"TypeName: message"``), or None.
+        run_id: The id of the rewriter's own run that gave the answer (a UUID string), or
+            None where no LangChain run gave it (LlamaIndex). ``record_feedback(run_id=...)``
+            takes it, so an app can hand a client this short id instead of the answer.
         stream_note: Only on a stream whose rewrite was cut off before ``</rewrite>``.
     """
 
@@ -95,6 +98,7 @@ class RPOMetadata(TypedDict):
     personalized: bool
     fallback_reason: str | None
     fallback_detail: str | None
+    run_id: str | None
     stream_note: NotRequired[str]
 
 
@@ -110,6 +114,7 @@ def rpo_metadata(
     reflection_usage: UsageMetadata | None = None,
     reason: FallbackReason | None = None,
     detail: str | None = None,
+    run_id: str | None = None,
 ) -> RPOMetadata:
     """Build the ``rpo`` metadata of one answer.
 
@@ -124,6 +129,7 @@ def rpo_metadata(
         reflection_usage: The reflection model's token usage.
         reason: Why the draft was kept; None when the answer is the rewrite.
         detail: The error behind ``reason``.
+        run_id: The id of the run that gave the answer, when a LangChain run did.
 
     Returns:
         The metadata dict (JSON-serialisable).
@@ -142,4 +148,5 @@ def rpo_metadata(
         personalized=reason is None,
         fallback_reason=None if reason is None else reason.value,
         fallback_detail=detail,
+        run_id=run_id,
     )

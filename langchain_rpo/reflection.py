@@ -26,7 +26,9 @@ What this class adds to :class:`~langchain_core.language_models.BaseChatModel`:
   a cancelled ``ainvoke``/``abatch``/``astream``, a stream its consumer stopped reading, or an
   ``RPORewriter`` whose ``reflection_timeout`` ran out. The call then raises
   :class:`GenerationCancelled` instead of running on in its thread. A call that runs past the
-  model's own ``timeout`` stops the same way and raises :class:`GenerationTimeout`.
+  model's own ``timeout`` stops the same way and raises :class:`GenerationTimeout`;
+- ``candidates=N`` samples N trajectories per prompt, decoded as N rows of one batch, and
+  answers with the one chosen by minimum Bayes risk (:mod:`langchain_rpo.selection`).
 """
 
 from __future__ import annotations
@@ -75,7 +77,14 @@ from langchain_rpo.adapter_settings import (
     warn_if_differs,
 )
 from langchain_rpo.cancellation import cancel_requested, cancel_scope
-from langchain_rpo.trajectory import REWRITE_CLOSE
+from langchain_rpo.selection import (
+    CANDIDATE_TEMPERATURE,
+    SELECTION_METADATA_KEY,
+    SelectionInfo,
+    SelectionMethod,
+    mbr_index,
+)
+from langchain_rpo.trajectory import REWRITE_CLOSE, close_cut_rewrite, try_parse
 
 __all__ = ["GenerationCancelled", "GenerationTimeout", "ReflectionModel", "to_chat_dicts"]
 
@@ -226,6 +235,60 @@ def _samples(do_sample: bool | None, temperature: float | None) -> bool:
     return temperature is not None
 
 
+def _check_candidates(value: Any) -> int:
+    """Return ``value`` if it is a valid ``candidates`` count (a whole number >= 1).
+
+    Raises:
+        ValueError: Naming the value and what to pass instead.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"candidates must be a whole number >= 1, not {value!r}: 1 answers once (greedy "
+            "unless asked to sample); N > 1 samples N trajectories and keeps the one chosen "
+            "by `selection`."
+        )
+    return value
+
+
+def _chosen(
+    answers: Sequence[tuple[str, UsageMetadata, dict[str, Any]]], selection: SelectionMethod
+) -> tuple[str, UsageMetadata, dict[str, Any]]:
+    """Pick one answer among one prompt's sampled candidates (see :mod:`langchain_rpo.selection`).
+
+    Each candidate is parsed as :class:`~langchain_rpo.RPORewriter` parses it (a rewrite cut at
+    a stop sequence is closed first). The answer is the chosen candidate's text and metadata,
+    with the usage of all candidates together (every token generated was paid for) and a
+    :class:`~langchain_rpo.selection.SelectionInfo` under ``rpo_selection``.
+
+    Args:
+        answers: ``(text, usage, metadata)`` per candidate, texts already cut at stop words.
+        selection: The rule that chooses (``"mbr"``).
+
+    Returns:
+        The chosen ``(text, usage, metadata)``.
+    """
+    rewrites = []
+    for text, _, metadata in answers:
+        stopped = metadata.get("finish_reason") == "stop"
+        trajectory, _ = try_parse(close_cut_rewrite(text) if stopped else text)
+        rewrites.append(None if trajectory is None else trajectory.rewrite)
+    chosen = mbr_index(rewrites)
+    text, usage, metadata = answers[chosen]
+    n_out = sum(u["output_tokens"] for _, u, _ in answers)
+    n_in = usage["input_tokens"]  # the same prompt for every candidate: counted once
+    info = SelectionInfo(
+        selection=selection,
+        candidates=len(answers),
+        chosen=chosen,
+        parsed=sum(r is not None for r in rewrites),
+    )
+    return (
+        text,
+        UsageMetadata(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out),
+        {**metadata, SELECTION_METADATA_KEY: info},
+    )
+
+
 def _resolve_adapter(adapter: str | bool | None, default_model: bool) -> str | None:
     """The adapter folder to load, from ``adapter_name`` (see :class:`ReflectionModel`).
 
@@ -303,11 +366,26 @@ class ReflectionModel(BaseChatModel):
     > 0                 True / False        sampling at ``temperature`` / greedy
     ==================  ==================  =====================================
 
+    ``candidates=N`` (N > 1) samples N trajectories for each prompt and answers with one of them,
+    chosen by ``selection``: ``"mbr"`` (minimum Bayes risk) takes the candidate whose rewrite
+    agrees most with the other candidates' rewrites (ROUGE-L F1; :mod:`langchain_rpo.selection`);
+    a candidate that does not parse never wins over one that does, and ties go to the first.
+    The candidates are always sampled (N greedy copies would be one answer N times): at
+    ``temperature`` when it is above 0, else at 0.7 (``CANDIDATE_TEMPERATURE``), with
+    ``top_p``; ``do_sample`` is then ignored. They are decoded as N rows of one batch, so with
+    N candidates a batch holds ``batch_size // N`` prompts (at least one). The message is the
+    chosen candidate's text (its ``finish_reason`` too); its usage counts every token generated
+    (the prompt once), and ``response_metadata["rpo_selection"]`` says ``candidates``,
+    ``chosen`` (its index) and how many ``parsed``. ``stream`` generates all candidates first,
+    then yields the chosen one's text in one piece. Seed ``torch`` (``torch.manual_seed``) for
+    reproducible candidates.
+
     ``timeout`` bounds one call (an ``invoke``, a whole ``stream``, a whole ``batch``), the wait
     for the model's lock included. Past it, generation stops between two tokens and the call
     raises :class:`GenerationTimeout` (a ``TimeoutError``); a stream has already yielded the
     text generated before. The per-call keywords ``temperature``, ``do_sample``, ``top_p``,
-    ``max_tokens`` (or ``max_new_tokens``) and ``timeout`` override the fields for one call.
+    ``max_tokens`` (or ``max_new_tokens``), ``candidates`` and ``timeout`` override the fields
+    for one call.
 
     An adapter folder records the settings it was trained with (``rpo_settings.json``,
     :mod:`langchain_rpo.adapter_settings`): they are :attr:`adapter_settings` once loaded, the
@@ -374,6 +452,20 @@ class ReflectionModel(BaseChatModel):
         description="Sample (True) or decode greedily (False); None: sample iff temperature > 0.",
     )
     top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    candidates: int = Field(
+        default=1,
+        description=(
+            "Trajectories sampled per prompt; N > 1 answers with the one chosen by selection "
+            "(sampled at temperature, else at 0.7). 1: one answer, decoded as temperature says."
+        ),
+    )
+    selection: SelectionMethod = Field(
+        default="mbr",
+        description=(
+            "How one of N candidates is chosen: mbr (minimum Bayes risk: the rewrite that "
+            "agrees most with the others, ROUGE-L F1)."
+        ),
+    )
     timeout: float | None = Field(
         default=None,
         gt=0,
@@ -420,6 +512,12 @@ class ReflectionModel(BaseChatModel):
     def _path_to_str(cls, value: Any) -> Any:
         """Accept ``pathlib.Path`` (any ``os.PathLike``) for the model and adapter folders."""
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _candidate_count(cls, value: Any) -> Any:
+        """Refuse a ``candidates`` count below 1 (or not a whole number) with the fix."""
+        return _check_candidates(value)
 
     @field_validator("dtype", mode="before")
     @classmethod
@@ -588,13 +686,23 @@ class ReflectionModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        # The LaMP harness keys its caches on these: the names stay as they were.
-        return {
+        # The LaMP harness keys its caches on these: the names stay as they were. Sampling
+        # settings and candidates are added only where they change the answers, so the keys
+        # of greedy single-answer runs (and the caches behind them) stay valid.
+        decoding = self._decoding({})
+        params: dict[str, Any] = {
             "model_name": self.model_name,
             "adapter_name": self.adapter_name,
             "max_new_tokens": self.max_tokens,
-            "do_sample": _samples(self.do_sample, self.temperature),
+            "do_sample": decoding["do_sample"],
         }
+        if decoding["do_sample"]:
+            params["temperature"] = decoding["temperature"]
+            params["top_p"] = decoding["top_p"]
+        if self.candidates > 1:
+            params["candidates"] = self.candidates
+            params["selection"] = self.selection
+        return params
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         try:
@@ -653,8 +761,8 @@ class ReflectionModel(BaseChatModel):
         """This call's ``max_new_tokens``, ``do_sample``, ``temperature`` and ``top_p``.
 
         Raises:
-            ValueError: If the call names its token budget twice with different values, or
-                asks for fewer than one token.
+            ValueError: If the call names its token budget twice with different values, asks
+                for fewer than one token, or for fewer than one candidate.
         """
         budget = {overrides[k] for k in ("max_tokens", "max_new_tokens") if k in overrides}
         if len(budget) > 1:
@@ -663,13 +771,21 @@ class ReflectionModel(BaseChatModel):
         if not isinstance(max_new, int) or max_new < 1:
             raise ValueError(f"max_tokens must be a whole number >= 1, not {max_new!r}.")
         temperature = overrides.get("temperature", self.temperature)
-        do_sample = _samples(overrides.get("do_sample", self.do_sample), temperature)
+        if self._candidates(overrides) > 1:
+            # Candidates are sampled whatever do_sample says: greedy ones would all be equal.
+            do_sample, temperature = True, temperature or CANDIDATE_TEMPERATURE
+        else:
+            do_sample = _samples(overrides.get("do_sample", self.do_sample), temperature)
         return {
             "max_new_tokens": max_new,
             "do_sample": do_sample,
             "temperature": (temperature or 1.0) if do_sample else None,
             "top_p": overrides.get("top_p", self.top_p),
         }
+
+    def _candidates(self, overrides: Mapping[str, Any]) -> int:
+        """This call's ``candidates`` (a per-call keyword, else the field), checked."""
+        return _check_candidates(overrides.get("candidates", self.candidates))
 
     def _stop_words(self, stop: Sequence[str] | None) -> list[str]:
         """LangChain stop words for a call: the model's own, then the call's."""
@@ -724,24 +840,27 @@ class ReflectionModel(BaseChatModel):
         stop: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        """Generate one answer per message list, ``batch_size`` at a time, decoded together.
+        """Generate one answer per message list, ``batch_size`` rows at a time, decoded together.
 
         Inputs are sorted by length so prompts of similar lengths share a batch, and answers
-        come back in input order.
+        come back in input order. With ``candidates=N`` each prompt is N rows of its batch, and
+        its answer is the candidate that ``selection`` chooses (see the class docstring).
 
         Args:
             batch: The conversations to answer.
             stop: LangChain stop words (with the model's ``stop``): generation ends there and
                 the text is cut before them.
             **kwargs: Per-call overrides of ``max_tokens`` (or ``max_new_tokens``),
-                ``temperature``, ``do_sample``, ``top_p`` and ``timeout``.
+                ``temperature``, ``do_sample``, ``top_p``, ``candidates`` and ``timeout``.
 
         Returns:
-            One ``AIMessage`` per conversation, with token usage and the finish reason.
+            One ``AIMessage`` per conversation, with token usage and the finish reason (and,
+            with N > 1 candidates, ``rpo_selection`` in its response metadata).
 
         Raises:
             GenerationCancelled: If the caller gave up (see :mod:`langchain_rpo.cancellation`).
             GenerationTimeout: If the call ran past ``timeout``.
+            ValueError: For invalid per-call overrides (a budget or ``candidates`` below 1).
         """
         import torch
 
@@ -752,16 +871,20 @@ class ReflectionModel(BaseChatModel):
         stop = self._stop_words(stop)
         tok = self._tokenizer
         prompts = [self.render_prompt(messages) for messages in batch]
+        n = self._candidates(kwargs)
         gen_kwargs = self._generation_kwargs(stop, **kwargs)
         max_new = gen_kwargs["generation_config"].max_new_tokens
         stop_strings = gen_kwargs["generation_config"].stop_strings or []
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[AIMessage | None] = [None] * len(prompts)
         device = next(self._model.parameters()).device
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        # A prompt's N candidates are N copies of its row in one batch (both decoding paths
+        # then sample them as any rows; decode_together reads the prompt they share once).
+        per_batch = max(1, self.batch_size // n)
+        for start in range(0, len(order), per_batch):
+            rows = order[start : start + per_batch]
             enc = tok(
-                [prompts[i] for i in rows],
+                [prompts[i] for i in rows for _ in range(n)],
                 return_tensors="pt",
                 padding=True,
                 add_special_tokens=False,
@@ -784,17 +907,19 @@ class ReflectionModel(BaseChatModel):
                     )
                     new_tokens = out[:, enc["input_ids"].shape[1] :]
             should_stop.raise_if_stopped()
-            for row, i in enumerate(rows):
-                text, usage, metadata = self._answer(
-                    new_tokens[row].tolist(),
-                    int(enc["attention_mask"][row].sum()),
-                    stop_strings,
-                    max_new,
-                )
+            for group, i in enumerate(rows):
+                answers = []
+                for row in range(group * n, (group + 1) * n):
+                    text, usage, metadata = self._answer(
+                        new_tokens[row].tolist(),
+                        int(enc["attention_mask"][row].sum()),
+                        stop_strings,
+                        max_new,
+                    )
+                    answers.append((_cut_at_stop(text, stop), usage, metadata))
+                text, usage, metadata = answers[0] if n == 1 else _chosen(answers, self.selection)
                 results[i] = AIMessage(
-                    content=_cut_at_stop(text, stop),
-                    usage_metadata=usage,
-                    response_metadata=metadata,
+                    content=text, usage_metadata=usage, response_metadata=metadata
                 )
         return [r for r in results if r is not None]
 
@@ -819,6 +944,9 @@ class ReflectionModel(BaseChatModel):
         from transformers import TextIteratorStreamer
 
         self._require_model()
+        if self._candidates(kwargs) > 1:
+            yield from self._stream_chosen(messages, stop, run_manager, **kwargs)
+            return
         # Generation stops when a scope around the caller is cancelled, when the time is up, or
         # when the consumer stops reading this stream (the generator is closed: see the
         # finally below).
@@ -867,6 +995,34 @@ class ReflectionModel(BaseChatModel):
                 content="",
                 usage_metadata=usage,
                 response_metadata=metadata,
+                chunk_position="last",
+            )
+        )
+        if run_manager:
+            run_manager.on_llm_new_token("", chunk=last)
+        yield last
+
+    def _stream_chosen(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """Stream with N candidates: the chosen one's text in one piece, then its usage.
+
+        The choice needs every candidate whole, so nothing can be streamed before all are
+        generated (cancellation and ``timeout`` still stop them between two tokens).
+        """
+        (message,) = self.generate_texts([messages], stop=stop, **kwargs)
+        text = str(message.content)
+        if text:
+            yield self._chunk(text, run_manager)
+        last = ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=message.usage_metadata,
+                response_metadata=message.response_metadata,
                 chunk_position="last",
             )
         )

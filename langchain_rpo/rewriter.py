@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
@@ -63,6 +64,9 @@ from langchain_rpo.drafts import (
 )
 from langchain_rpo.feedback import FeedbackEvent
 from langchain_rpo.feedback_recording import (
+    DEFAULT_REMEMBERED_ANSWERS,
+    RecentAnswers,
+    answer_to_record,
     astore_feedback,
     build_feedback,
     feedback_target,
@@ -186,6 +190,9 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         reflection_timeout: Seconds the reflection may take (a whole batch, or a whole stream);
             past it the draft is returned with ``reflection_timeout`` and a local
             ``ReflectionModel`` stops generating. None: no limit.
+        remembered_answers: How many of its last answers the rewriter remembers by run id, for
+            ``record_feedback(run_id=...)`` (0: none). In this process only: they are lost on
+            a restart, where recording with the answer's ``rpo`` metadata still works.
 
     ``k``, ``max_item_chars`` and ``max_query_chars`` default to the values the reflection
     model's adapter was trained with, when it records them (``reflection.adapter_settings``,
@@ -208,9 +215,12 @@ class RPORewriter(RunnableSerializable[Any, Any]):
     max_item_chars: int | None = Field(default=DEFAULT_ITEM_CHARS, ge=1)
     max_query_chars: int | None = Field(default=DEFAULT_QUERY_CHARS, ge=1)
     reflection_timeout: float | None = Field(default=None, gt=0)
+    remembered_answers: int = Field(default=DEFAULT_REMEMBERED_ANSWERS, ge=0)
     name: str | None = "RPORewriter"
 
     _retriever: HistoryRetriever | None = PrivateAttr(default=None)
+    # The rpo metadata of the last answers, by run id: what record_feedback(run_id=) reads.
+    _recent: RecentAnswers = PrivateAttr(default_factory=RecentAnswers)
 
     @model_validator(mode="before")
     @classmethod
@@ -382,6 +392,10 @@ class RPORewriter(RunnableSerializable[Any, Any]):
                 row.fall_back(FallbackReason.from_parse_failure(failure))
             row.trajectory = parsed
         meta = self._metadata(row)
+        # Every answer is remembered, a str one too: its run id is the only way to name it later.
+        self._recent.remember(
+            row.run_manager.run_id, row.run_manager.parent_run_id, meta, self.remembered_answers
+        )
         if row.reason is not None:
             self._log(row)
             return draft.fallback(meta)
@@ -402,6 +416,7 @@ class RPORewriter(RunnableSerializable[Any, Any]):
             reflection_usage=row.usage,
             reason=row.reason,
             detail=row.detail,
+            run_id=str(row.run_manager.run_id),
         )
 
     @staticmethod
@@ -721,8 +736,9 @@ class RPORewriter(RunnableSerializable[Any, Any]):
 
     def record_feedback(
         self,
-        answer: BaseMessage | dict[str, Any],
+        answer: BaseMessage | dict[str, Any] | None = None,
         *,
+        run_id: UUID | str | None = None,
         edited: str | None = None,
         accepted: bool | None = None,
         rating: float | None = None,
@@ -739,15 +755,29 @@ class RPORewriter(RunnableSerializable[Any, Any]):
         training rebuilds the prompt the reflection model read
         (``training/build_preferences.py``).
 
+        Name the answer with exactly one of ``answer`` (the message, or its ``rpo`` metadata:
+        works in any process) or ``run_id`` (the run that gave it: this rewriter remembers its
+        last :attr:`remembered_answers` answers in this process). ``run_id`` is the only way to
+        name a ``str`` answer, which carries no metadata.
+
         Example:
             ```python
             answer = rewriter.invoke(draft, config={"configurable": {"user_id": "alice"}})
             rewriter.record_feedback(answer, edited="Rust 1.76 is out")  # or accepted=True/False
+
+            run_id = uuid.uuid4()  # or answer.response_metadata["rpo"]["run_id"]
+            rewriter.invoke(draft, config={"run_id": run_id, "configurable": {"user_id": "alice"}})
+            rewriter.record_feedback(run_id=run_id, accepted=True)
             ```
 
         Args:
             answer: The message this rewriter returned, or its ``response_metadata["rpo"]``
                 dict (kept from an earlier request, say).
+            run_id: Instead of ``answer``: the id of the run that gave it. Either the
+                rewriter's own run (``response_metadata["rpo"]["run_id"]``; the
+                ``config["run_id"]`` of a direct ``invoke``/``stream``; each row of a batch has
+                its own), or the run directly around it (the ``config["run_id"]`` of a chain
+                ``prompt | model | rewriter`` invoked with it), when that run gave one answer.
             edited: The text the user turned the answer into (an edit equal to the answer is
                 recorded as accepted).
             accepted: True: kept as it was; False: discarded. Give it or ``edited``.
@@ -758,14 +788,16 @@ class RPORewriter(RunnableSerializable[Any, Any]):
             The stored event.
 
         Raises:
-            ValueError: On a malformed call (a ``str`` answer, no ``rpo`` metadata, no user, a
-                user in ``config`` other than the answer's, no verdict, an empty edit, an edit
-                with ``accepted=True``, a text the history refuses). Everything is checked
-                before anything is written, so such a call changes nothing. When the history
-                item cannot be added after the event was stored, the event is deleted again and
-                the error raised: the call is all or nothing.
+            ValueError: On a malformed call (both or neither of ``answer`` and ``run_id``, a run
+                id this rewriter does not remember, a ``str`` answer, no ``rpo`` metadata, no
+                user, a user in ``config`` other than the answer's, no verdict, an empty edit,
+                an edit with ``accepted=True``, a text the history refuses). Everything is
+                checked before anything is written, so such a call changes nothing. When the
+                history item cannot be added after the event was stored, the event is deleted
+                again and the error raised: the call is all or nothing.
         """
-        meta, user_id, ids = feedback_target(answer, config)
+        named = answer_to_record(answer, run_id, self._recent, self.remembered_answers)
+        meta, user_id, ids = feedback_target(named, config)
         docs = self.history.get(user_id, ids) if ids else []
         event, entry = build_feedback(
             meta, docs, format_item=self.format_item, max_item_chars=self.max_item_chars,
@@ -776,15 +808,17 @@ class RPORewriter(RunnableSerializable[Any, Any]):
 
     async def arecord_feedback(
         self,
-        answer: BaseMessage | dict[str, Any],
+        answer: BaseMessage | dict[str, Any] | None = None,
         *,
+        run_id: UUID | str | None = None,
         edited: str | None = None,
         accepted: bool | None = None,
         rating: float | None = None,
         config: RunnableConfig | None = None,
     ) -> FeedbackEvent:
         """Async twin of :meth:`record_feedback`."""
-        meta, user_id, ids = feedback_target(answer, config)
+        named = answer_to_record(answer, run_id, self._recent, self.remembered_answers)
+        meta, user_id, ids = feedback_target(named, config)
         docs = await self.history.aget(user_id, ids) if ids else []
         event, entry = build_feedback(
             meta, docs, format_item=self.format_item, max_item_chars=self.max_item_chars,

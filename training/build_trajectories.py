@@ -13,8 +13,9 @@ The draft is the base model's answer (the harness's ``zero`` method, cached unde
 
 - ``offline`` (no teacher): the preferences and gaps state only measurable evidence: the
   recalled items' observable traits (length, casing, punctuation, recurring words, label or
-  rating distribution) set against the draft's; the rewrite is the gold. Nothing is invented that
-  the data does not show.
+  rating distribution, and the series template they follow, see :func:`find_template`) set
+  against the draft's; the rewrite is the gold. Nothing is invented that the data does not show,
+  and the gold is never read to describe it.
 - ``teacher``: any LangChain chat model is shown the query, the draft, the recalled items and the
   gold, and asked for the trajectory; a record is kept only when its parsed rewrite scores at
   least ``--threshold`` against the gold with the task metric.
@@ -61,6 +62,8 @@ __all__ = [
     "BuildConfig",
     "text_traits",
     "label_traits",
+    "Template",
+    "find_template",
     "describe_preferences",
     "describe_gaps",
     "evidence_trajectory",
@@ -161,6 +164,168 @@ def text_traits(texts: Sequence[str]) -> TextTraits:
     )
 
 
+# A number or version (2020, 1.16, 3.0.1) inside a token; the template states it as "#".
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# A dotted version (1.16, v2.0): the one kind of number strong enough to make a lone title a
+# template (a year or a count in one title is usually not a series).
+_VERSION = re.compile(r"v?\d+(?:\.\d+)+")
+# Trailing punctuation that does not break a series ("Go 1.20 is released!" is "Go # is released").
+_TRAILING = ".,;!?"
+# Tokens that end a series label before the varying part: "EOF - Code Validation".
+_SEPARATORS = frozenset(("-", "--", "\u2013", "\u2014"))
+# Long templates cost the reflection model's generation budget and are rarely series.
+_MAX_TEMPLATE_TOKENS = 8
+# The varying part of a template, as it is stated ("<...>" would be escaped to "&lt;...>").
+TEMPLATE_GAP = "..."
+
+
+def _shape(token: str) -> str:
+    return _NUMBER.sub("#", token)
+
+
+def _key(token: str) -> str:
+    """What two tokens must share to be the same template slot (numbers, case, end marks aside)."""
+    return _shape(token).rstrip(_TRAILING).casefold()
+
+
+def _content_words(tokens: Sequence[str]) -> int:
+    """Count the tokens that carry meaning: a number slot, or a word that is not a stopword.
+
+    Stopwords alone make no series: "The ... of Go" is not one, "Adds `baseFee` to ..." is.
+    """
+    return sum(
+        key == "#" or (len(key) > 1 and key not in _STOPWORDS and any(map(str.isalnum, key)))
+        for key in map(_key, tokens)
+    )
+
+
+@dataclass(frozen=True)
+class Template:
+    """A title pattern the recalled items follow: a fixed head, a varying part, a fixed tail.
+
+    Numbers and versions are slots (``#``): ``Go # is released`` fits ``Go 1.25 is released``.
+
+    Attributes:
+        head: The fixed leading tokens (numbers shown as ``#``).
+        tail: The fixed trailing tokens (empty when the template has no varying part or ends
+            with it).
+        gap: Whether one or more free tokens sit between the head and the tail.
+        strong: False for a template too plain to state unless three items share it (two fixed
+            words, no separator, no number slot: ``Package Manager ...``).
+    """
+
+    head: tuple[str, ...]
+    tail: tuple[str, ...] = ()
+    gap: bool = False
+    strong: bool = True
+
+    def __str__(self) -> str:
+        return " ".join((*self.head, TEMPLATE_GAP, *self.tail) if self.gap else self.head)
+
+    @property
+    def fixed(self) -> int:
+        """How many tokens the template fixes."""
+        return len(self.head) + len(self.tail)
+
+    def fits(self, text: str) -> bool:
+        """Whether ``text`` follows the template (numbers fill ``#``, the gap takes 1+ tokens).
+
+        >>> t = Template(("Hardfork", "Meta:"), gap=True)
+        >>> t.fits("Hardfork Meta: Petersburg"), t.fits("Hardfork Meta:"), t.fits("Meta: Berlin")
+        (True, False, False)
+        >>> Template(("Go", "#", "is", "released")).fits("Go 1.22 is released!")
+        True
+        """
+        keys = [_key(t) for t in text.split()]
+        head, tail = [_key(t) for t in self.head], [_key(t) for t in self.tail]
+        if not self.gap:
+            return keys == head
+        return (
+            len(keys) > self.fixed
+            and keys[: len(head)] == head
+            and keys[len(keys) - len(tail) :] == tail
+        )
+
+
+def _pair_template(first: str, second: str) -> Template | None:
+    """The template two titles share, if it says something (shapes are taken from ``first``)."""
+    a, b = first.split(), second.split()
+    ka, kb = [_key(t) for t in a], [_key(t) for t in b]
+    shapes = tuple(_shape(t) for t in a)
+    if ka == kb:  # the same title but for its numbers: "Go 1.16 is released", "Go 1.23 is released"
+        return Template(shapes) if len(a) >= 2 and _content_words(shapes) >= 2 else None
+    room = min(len(ka), len(kb)) - 1  # leave each title at least one token in the gap
+    p = 0
+    while p < room and ka[p] == kb[p]:
+        p += 1
+    s = 0
+    while s < room - p and ka[-1 - s] == kb[-1 - s]:
+        s += 1
+    head, tail = shapes[:p], shapes[len(shapes) - s :] if s else ()
+    separated = p > 0 and (head[-1].endswith(":") or head[-1] in _SEPARATORS)
+    numbered = "#" in map(_key, head + tail)
+    if _content_words(head + tail) < (1 if separated else 2):
+        return None
+    strong = separated or numbered or len(head + tail) >= 3
+    return Template(head, tail, gap=True, strong=strong)
+
+
+def _own_template(title: str) -> Template | None:
+    """The template a lone title shows when strongly patterned: a series label or a version."""
+    tokens = title.split()
+    shapes = tuple(_shape(t) for t in tokens)
+    for i, token in enumerate(tokens[:4]):  # "Hardfork Meta: Istanbul", "EOF - Code Validation"
+        label = token.endswith(":") or (i > 0 and token in _SEPARATORS)
+        if label and 1 <= len(tokens) - i - 1 <= 2:  # a short name after it, not a sentence
+            head = shapes[: i + 1]
+            return Template(head, gap=True) if _content_words(head) else None
+    if 2 <= len(tokens) <= 6 and any(_VERSION.fullmatch(t.rstrip(_TRAILING)) for t in tokens):
+        return Template(shapes)  # "Go 1.16 is released" -> "Go # is released"
+    return None
+
+
+def find_template(outputs: Sequence[str]) -> Template | None:
+    """Find the series template the recalled outputs follow, best first; None when there is none.
+
+    A template shared by two or more items comes first: their tokens with numbers as ``#``, or a
+    shared head (two words or more, or a label before a colon or dash) and tail around a varying
+    part. The one that fixes the most tokens over the most items wins, then the one of the best
+    recalled items. Without one, the top item's own shape counts when it is strongly patterned (a
+    short name after a label, or a version). Built from the recalled outputs only.
+
+    Args:
+        outputs: The recalled items' outputs (titles), best first.
+
+    >>> str(find_template(["Go 1.16 is released", "Go 1.23 is released"]))
+    'Go # is released'
+    >>> str(find_template(["Go 1.21 Release Candidate", "Go 1.21 is released!"]))
+    'Go # ...'
+    >>> str(find_template(["Hardfork Meta: Istanbul", "Reduced gas cost for call to self"]))
+    'Hardfork Meta: ...'
+    >>> str(find_template(["Segwit Output Script Descriptors", "tr() Output Script Descriptors"]))
+    '... Output Script Descriptors'
+    >>> find_template(["Import Hooks", "Lazy Import Hooks"]) is None
+    True
+    """
+    titles = [t for t in outputs if t.strip()]
+    best: Template | None = None
+    best_rank: tuple[int, int, int] | None = None
+    for i, first in enumerate(titles):
+        for j in range(i + 1, len(titles)):
+            template = _pair_template(first, titles[j])
+            if template is None or len(str(template).split()) > _MAX_TEMPLATE_TOKENS:
+                continue
+            support = sum(template.fits(t) for t in titles)
+            if not template.strong and support < 3:
+                continue
+            rank = (support * template.fixed, support, -(i + j))
+            if best_rank is None or rank > best_rank:
+                best, best_rank = template, rank
+    if best is None and titles:
+        best = _own_template(titles[0])
+    return best
+
+
 def label_traits(labels: Sequence[str]) -> list[tuple[str, int]]:
     """Return the label (or rating) distribution, most common first.
 
@@ -192,6 +357,8 @@ def describe_preferences(spec: TaskSpec | TaskKind, outputs: Sequence[str]) -> s
     'ratings: 4 (2 of 3), 5 (1 of 3)'
     >>> describe_preferences(get_task("LaMP_5"), [])
     'no past items'
+    >>> describe_preferences("generation", ["Go 1.16 is released", "Go 1.23 is released"])
+    '4 words (median 4), sentence case, no final period; template: Go # is released'
     """
     if not outputs:
         return "no past items"
@@ -206,9 +373,12 @@ def describe_preferences(spec: TaskSpec | TaskKind, outputs: Sequence[str]) -> s
         points[0] += ", no final period"
     elif t.final_period == t.n:
         points[0] += ", final period"
-    if t.colon * 2 > t.n:
+    template = find_template(outputs)
+    if t.colon * 2 > t.n and template is None:  # a template states its colon
         points.append("colon in most")
-    if t.recurring:
+    if template is not None:  # its fixed words are the recurring ones, said more precisely
+        points.append(f"template: {template}")
+    elif t.recurring:
         points.append("recurring: " + ", ".join(t.recurring))
     return "; ".join(points)
 
@@ -229,6 +399,8 @@ def describe_gaps(spec: TaskSpec | TaskKind, outputs: Sequence[str], draft: str)
     'none measured'
     >>> describe_gaps(get_task("LaMP_3"), ["4", "5", "4"], "2")
     'draft 2, past mostly 4'
+    >>> describe_gaps(spec, ["Hardfork Meta: Istanbul"], "Ethereum Hardfork Protocol")
+    'not in the template'
     """
     if not outputs:
         return "no evidence"
@@ -250,6 +422,9 @@ def describe_gaps(spec: TaskSpec | TaskKind, outputs: Sequence[str], draft: str)
         gaps.append("final period")
     if d.colon and t.colon == 0:
         gaps.append("colon")
+    template = find_template(outputs)
+    if template is not None and not template.fits(draft):
+        gaps.append("not in the template")
     return "; ".join(gaps) or "none measured"
 
 
@@ -264,9 +439,9 @@ def evidence_trajectory(
     >>> t = evidence_trajectory("generation", ["Rust 1.75 released", "Rust 1.74 released"],
     ...                         "Here is a summary of the new Rust release.", "Rust 1.76 released")
     >>> t.preferences
-    '3 words (median 3), sentence case, no final period; recurring: released, rust'
+    '3 words (median 3), sentence case, no final period; template: Rust # released'
     >>> t.gaps
-    '9 words, longer; final period'
+    '9 words, longer; final period; not in the template'
     """
     return Trajectory(
         rewrite=rewrite,

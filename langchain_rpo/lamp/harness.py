@@ -55,6 +55,7 @@ from langchain_rpo.lamp.methods import (
 from langchain_rpo.lamp.metrics import evaluate, rouge_scorer_module
 from langchain_rpo.lamp.report import bar_chart, figure_class, markdown_table
 from langchain_rpo.lamp.tasks import TaskSpec, get_task
+from langchain_rpo.selection import CANDIDATE_TEMPERATURE
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -71,6 +72,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Seeds torch before each rpo method that samples reflection candidates.
+SAMPLING_SEED = 0
 
 _DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct (packaged default)"
 
@@ -118,6 +122,10 @@ class EvalConfig:
         adapter: The LoRA adapter of ``rpo`` (None: the bundled one, if the package has one).
         reflection_max_new_tokens: The reflection model's generation budget (a trajectory).
             None: the adapter's, else 256.
+        reflection_candidates: Trajectories the rpo methods' reflection model samples per
+            question, answering with the minimum-Bayes-risk one (``ReflectionModel.candidates``;
+            :mod:`langchain_rpo.selection`), torch seeded with ``SAMPLING_SEED`` before each
+            rpo method. 1: one greedy trajectory.
         device: ``cpu``, ``cuda``... (None: CUDA when available).
         embedding_model: The sentence-transformers model of the dense store (None: default).
         fresh: Ignore (and overwrite) the cached answers.
@@ -185,6 +193,14 @@ class EvalConfig:
         metadata=option(
             "reflection generation budget in tokens (default: the adapter's, else "
             f"{DEFAULT_MAX_TOKENS})",
+            minimum=1,
+        ),
+    )
+    reflection_candidates: int = field(
+        default=1,
+        metadata=option(
+            "reflection trajectories sampled per question (torch seeded with 0), the "
+            "minimum-Bayes-risk one kept (default: %(default)s, one greedy trajectory)",
             minimum=1,
         ),
     )
@@ -297,6 +313,8 @@ class ModelSet:
     ) -> None:
         self.spec = spec
         self.config = config
+        reflection = _with_candidates(reflection, config.reflection_candidates)
+        reflection_base = _with_candidates(reflection_base, config.reflection_candidates)
         self._base = base
         self._reflection = reflection
         self._reflection_base = reflection_base
@@ -367,11 +385,19 @@ class ModelSet:
         if adapter is None and self._given["reflection_base"] is not None:
             return model_signature(self._given["reflection_base"])
         model = self.config.reflection_model or self.config.base_model or _DEFAULT_MODEL_NAME
-        return {
+        settings: dict[str, Any] = {
             "model": model,
             "adapter": adapter,
             "max_new_tokens": self.reflection_budget(),
         }
+        if self.config.reflection_candidates > 1:
+            # Added only when sampling, so the keys of greedy runs' caches stay as they were.
+            settings |= {
+                "candidates": self.config.reflection_candidates,
+                "selection": "mbr",
+                "temperature": CANDIDATE_TEMPERATURE,
+            }
+        return settings
 
     def embedding_settings(self) -> str:
         """The dense store's embedding model name."""
@@ -404,7 +430,11 @@ class ModelSet:
             base = self.base() if same else None
             if isinstance(base, ReflectionModel):  # the same model: share the weights
                 self._reflection_base = ReflectionModel.from_model(
-                    base.model, base.tokenizer, model_name=base.model_name, max_new_tokens=budget
+                    base.model,
+                    base.tokenizer,
+                    model_name=base.model_name,
+                    max_new_tokens=budget,
+                    candidates=self.config.reflection_candidates,
                 )
             else:
                 self._reflection_base = ReflectionModel.from_pretrained(
@@ -412,6 +442,7 @@ class ModelSet:
                     adapter=False,
                     device=self.config.device,
                     max_new_tokens=budget,
+                    candidates=self.config.reflection_candidates,
                 )
         return self._reflection_base
 
@@ -427,6 +458,7 @@ class ModelSet:
                 adapter=self.adapter,
                 device=self.config.device,
                 max_new_tokens=self.reflection_budget(),
+                candidates=self.config.reflection_candidates,
             )
         return self._reflection
 
@@ -437,6 +469,28 @@ class ModelSet:
 
             self._embeddings = SentenceTransformerEmbeddings(self.config.embedding_model)
         return self._embeddings
+
+
+def _with_candidates(model: BaseChatModel | None, candidates: int) -> BaseChatModel | None:
+    """The given reflection model, set to sample ``candidates`` trajectories per prompt.
+
+    Raises:
+        ValueError: If more than one candidate is asked of a model that cannot sample and
+            choose them (only a local :class:`~langchain_rpo.reflection.ReflectionModel` can).
+    """
+    from langchain_rpo.reflection import ReflectionModel
+
+    if isinstance(model, ReflectionModel):
+        if model.candidates == candidates:
+            return model
+        # A copy shares the weights; the caller's model keeps its own setting.
+        return model.model_copy(update={"candidates": candidates})
+    if model is not None and candidates > 1:
+        raise ValueError(
+            f"reflection_candidates={candidates} needs a local ReflectionModel as the reflection "
+            f"model, and {type(model).__name__} is not one; pass reflection_candidates=1."
+        )
+    return model
 
 
 def check_paths(
@@ -529,6 +583,8 @@ def _settings_line(config: EvalConfig, models: ModelSet) -> str:
             parts.append(f"{name}={rag_value} (rag), {rpo_value} (rpo)")
         else:
             parts.append(f"{name}={rpo_value if rpo else rag_value}")
+    if rpo and config.reflection_candidates > 1:
+        parts.append(f"reflection_candidates={config.reflection_candidates} (mbr)")
     return ", ".join(parts)
 
 
@@ -641,6 +697,12 @@ def run_eval(
     generated: dict[str, int] = {}
     by_signature: dict[str, dict[str, dict[str, Any]]] = {}
     for method in methods:
+        if isinstance(method, RPO) and config.reflection_candidates > 1:
+            # Sampled candidates: a fresh run draws the same ones each time (a resumed run
+            # draws the rest from where this seed puts them, so it may differ).
+            import torch
+
+            torch.manual_seed(SAMPLING_SEED)
         records[method.name], generated[method.name] = _run_method(
             method, config, spec, ids, cache_dir, by_signature, progress
         )
@@ -680,6 +742,8 @@ def run_eval(
                 "k": models.rpo_k(),
                 "max_item_chars": models.rpo_item_chars(),
                 "max_new_tokens": models.reflection_budget(),
+                "candidates": config.reflection_candidates,
+                "sampling_seed": SAMPLING_SEED if config.reflection_candidates > 1 else None,
                 "adapter_settings": models.trained.to_dict() if models.trained else None,
             },
         },

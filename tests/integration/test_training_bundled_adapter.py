@@ -17,7 +17,7 @@ MAX_BYTES = 30 * 1024 * 1024
 def adapter() -> Path:
     path = bundled_adapter_path()
     if path is None:
-        pytest.fail("the package ships no adapter in langchain_rpo/adapters/smollm2-135m-pep/")
+        pytest.fail("the package ships no adapter in langchain_rpo/adapters/smollm2-135m-rpo/")
     return path
 
 

@@ -182,7 +182,7 @@ def test_wheel_ships_py_typed_and_its_metadata(wheel: Path) -> None:
         names = set(archive.namelist())
         metadata = archive.read(f"langchain_rpo-{VERSION}.dist-info/METADATA").decode()
     assert "langchain_rpo/py.typed" in names
-    assert "langchain_rpo/adapters/smollm2-135m-pep/adapter_config.json" in names
+    assert "langchain_rpo/adapters/smollm2-135m-rpo/adapter_config.json" in names
     assert "langchain_rpo/data/pep_titles/dev_questions.json" in names
     assert not any(name.startswith(("tests/", "training/", ".venv/")) for name in names)
     assert f"\nVersion: {VERSION}\n" in metadata

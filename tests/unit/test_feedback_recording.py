@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from history_backends import DEFAULT_DIM, FACTORIES, REOPENERS
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableLambda, RunnableParallel
 from tiny_models import TAUGHT_TRAJECTORY
 
 from langchain_rpo import RPORewriter, UserHistoryStore
@@ -142,6 +144,139 @@ def test_the_async_twin_records_the_same(rewriter: RPORewriter, history: History
     event = asyncio.run(rewriter.arecord_feedback(answer, edited="async edit", config=ALICE))
     assert history.feedback("alice") == [event]
     assert history.get("alice", [event.event_id])[0].page_content == "async edit"
+
+
+# ---------------------------------------------------------------- by run id
+
+
+@pytest.fixture
+def faiss_rewriter(taught_reflection: Any) -> RPORewriter:
+    """A rewriter over a FAISS store: the run-id memory is the rewriter's, any backend will do."""
+    store = UserHistoryStore(EMBEDDINGS)
+    store.add_texts("alice", HISTORY, ids=["a1", "a2", "a3"])
+    return RPORewriter(history=store, reflection=taught_reflection, k=2)
+
+
+def as_alice(run_id: Any = None) -> dict[str, Any]:
+    return {**ALICE, **({} if run_id is None else {"run_id": run_id})}
+
+
+def same_event(a: FeedbackEvent, b: FeedbackEvent) -> bool:
+    """Two recordings of one answer: equal but for their own id and time."""
+    different = {"event_id", "time"}
+    return all(
+        getattr(a, f) == getattr(b, f) for f in a.to_dict() if f not in different | {"version"}
+    )
+
+
+def test_a_run_id_names_the_answer_of_invoke_batch_and_stream(faiss_rewriter: RPORewriter) -> None:
+    rewriter, history = faiss_rewriter, faiss_rewriter.history
+    run_id = uuid.uuid4()
+    answer = rewriter.invoke(AIMessage("A generic draft"), as_alice(run_id))
+    meta = answer.response_metadata["rpo"]
+    assert meta["run_id"] == str(run_id)  # the answer says which run gave it
+    by_id = rewriter.record_feedback(run_id=run_id, edited="my edit")
+    by_meta = rewriter.record_feedback(meta, edited="my edit")
+    assert same_event(by_id, by_meta) and by_id.recalled_texts is not None
+    # The id's string, in any spelling, names it too.
+    assert rewriter.record_feedback(run_id=str(run_id).upper(), accepted=True).final_text == (
+        answer.content
+    )
+    # batch: each row is its own run, and its answer carries that run's id.
+    answers = rewriter.batch([AIMessage("one"), AIMessage("two")], [ALICE, ALICE])
+    ids = [a.response_metadata["rpo"]["run_id"] for a in answers]
+    assert len(set(ids)) == 2
+    events = [rewriter.record_feedback(run_id=i, accepted=False) for i in reversed(ids)]
+    assert [e.draft for e in events] == ["two", "one"]
+    # stream of a str draft: the answer is plain text, so the run id is the only way to name it.
+    run_id = uuid.uuid4()
+    text = "".join(rewriter.stream("a str draft", as_alice(run_id)))
+    event = rewriter.record_feedback(run_id=run_id, edited="streamed, then edited")
+    assert event.draft == "a str draft" and event.rewrite == text == TAUGHT_TRAJECTORY.rewrite
+    assert history.get("alice", [event.event_id])[0].page_content == "streamed, then edited"
+
+
+def test_the_run_id_of_a_chain_around_the_rewriter_names_its_answer(
+    faiss_rewriter: RPORewriter,
+) -> None:
+    chain = RunnableLambda(lambda text: AIMessage(text)) | faiss_rewriter
+    run_id = uuid.uuid4()
+    answer = chain.invoke("chain draft", as_alice(run_id))
+    own = answer.response_metadata["rpo"]["run_id"]
+    assert own != str(run_id)  # the rewriter's run is a child of the chain's
+    assert faiss_rewriter.record_feedback(run_id=run_id, accepted=True).draft == "chain draft"
+    assert faiss_rewriter.record_feedback(run_id=own, accepted=True).draft == "chain draft"
+    # A run around two answers does not say which one: an error naming the fix.
+    both = RunnableParallel(x=faiss_rewriter, y=faiss_rewriter)
+    run_id = uuid.uuid4()
+    out = both.invoke(AIMessage("twice"), as_alice(run_id))
+    before = state(faiss_rewriter.history)
+    with pytest.raises(ValueError, match="holds 2 answers.*response_metadata"):
+        faiss_rewriter.record_feedback(run_id=run_id, accepted=True)
+    assert state(faiss_rewriter.history) == before
+    own = out["y"].response_metadata["rpo"]["run_id"]
+    assert faiss_rewriter.record_feedback(run_id=own, accepted=True).draft == "twice"
+
+
+def test_the_async_twins_remember_their_runs(faiss_rewriter: RPORewriter) -> None:
+    rewriter = faiss_rewriter
+
+    async def scenario() -> list[FeedbackEvent]:
+        first, second = uuid.uuid4(), uuid.uuid4()
+        await rewriter.ainvoke(AIMessage("async one"), as_alice(first))
+        chunks = [c async for c in rewriter.astream(AIMessage("async two"), as_alice(second))]
+        assert chunks[-1].response_metadata["rpo"]["run_id"] == str(second)
+        [third] = await rewriter.abatch([AIMessage("async three")], [ALICE])
+        return [
+            await rewriter.arecord_feedback(run_id=first, accepted=True),
+            await rewriter.arecord_feedback(run_id=second, edited="edited async"),
+            await rewriter.arecord_feedback(
+                run_id=third.response_metadata["rpo"]["run_id"], accepted=False
+            ),
+        ]
+
+    events = asyncio.run(scenario())
+    assert [e.draft for e in events] == ["async one", "async two", "async three"]
+    assert [e.verdict for e in events] == [Verdict.ACCEPTED, Verdict.EDITED, Verdict.REJECTED]
+    assert rewriter.history.feedback("alice") == events
+
+
+def test_a_run_id_the_rewriter_does_not_remember_is_a_value_error_that_changes_nothing(
+    taught_reflection: Any,
+) -> None:
+    store = UserHistoryStore(EMBEDDINGS)
+    store.add_texts("alice", HISTORY, ids=["a1", "a2", "a3"])
+    rewriter = RPORewriter(history=store, reflection=taught_reflection, k=1, remembered_answers=2)
+    runs = [uuid.uuid4() for _ in range(3)]
+    answers = [rewriter.invoke(AIMessage(f"draft {i}"), as_alice(r)) for i, r in enumerate(runs)]
+    before = state(store)
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "never seen": (
+            {"run_id": uuid.uuid4()},
+            r"pass the answer or its response_metadata\['rpo'\]",
+        ),
+        "forgotten (the oldest of 3, 2 kept)": ({"run_id": runs[0]}, "remembered_answers=2"),
+        "not a run id": ({"run_id": "run-1"}, "must be a LangChain run id"),
+        "an int": ({"run_id": 7}, "must be a LangChain run id"),
+        "both": ({"answer": answers[1], "run_id": runs[1]}, "exactly one.*got both"),
+        "neither": ({}, "exactly one.*got neither"),
+        "another user in config": (
+            {"run_id": runs[2], "config": {"configurable": {"user_id": "bob"}}},
+            "config names the user 'bob'",
+        ),
+    }
+    for case, (kwargs, words) in cases.items():
+        with pytest.raises(ValueError, match=words):
+            rewriter.record_feedback(**{"accepted": True, **kwargs})
+        assert state(store) == before, case
+    assert rewriter.record_feedback(run_id=runs[2], accepted=True).draft == "draft 2"
+    # remembered_answers=0 remembers nothing; the metadata route still works.
+    forgetful = RPORewriter(history=store, reflection=taught_reflection, k=1, remembered_answers=0)
+    run_id = uuid.uuid4()
+    answer = forgetful.invoke(AIMessage("kept nowhere"), as_alice(run_id))
+    with pytest.raises(ValueError, match="remembered_answers=0"):
+        forgetful.record_feedback(run_id=run_id, accepted=True)
+    assert forgetful.record_feedback(answer, accepted=True).draft == "kept nowhere"
 
 
 # ---------------------------------------------------------------- malformed calls
@@ -402,6 +537,7 @@ def test_the_readme_section_runs_as_written(taught_reflection: Any) -> None:
     namespace: dict[str, Any] = {"rewriter": rewriter, "draft": AIMessage("Rust news")}
     exec(compile(match.group(1), "README.md#learning-from-feedback", "exec"), namespace)  # noqa: S102
     verdicts = [e.verdict.value for e in store.feedback("alice")]
-    assert sorted(verdicts) == ["accepted", "edited", "rejected"]
+    assert verdicts == ["edited", "accepted", "rejected", "accepted"]  # the last one by run id
     assert namespace["event"].final_text == "Rust 1.76 is out"
-    assert store.count("alice") == len(HISTORY) + 2  # the edit and the accepted answer
+    # the edit and the two accepted answers: one item per event
+    assert store.count("alice") == len(HISTORY) + 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -387,3 +388,80 @@ def test_rpo_and_rpo_base_with_the_same_reflection_model_run_once(
     }
     assert result.metrics["rpo"] == result.metrics["rpo-base"]
     assert "no adapter found" in result.table
+
+
+# ---------------------------------------------------------------------- reflection candidates
+
+
+def test_reflection_candidates_reach_the_model_metrics_and_cache_key(
+    split: tuple[Path, Path], tmp_path: Path, taught_model: Any, tiny_tokenizer: Any
+) -> None:
+    from langchain_rpo.reflection import ReflectionModel
+
+    reflection = ReflectionModel.from_model(taught_model, tiny_tokenizer, max_tokens=40)
+    seen: list[int] = []
+    batch = ReflectionModel.batch
+
+    def recording_batch(self: ReflectionModel, *args: Any, **kwargs: Any) -> Any:
+        seen.append(self.candidates)
+        return batch(self, *args, **kwargs)
+
+    def run(out: Path, candidates: int) -> Any:
+        return run_eval(
+            config(split, out, methods=("rpo",), reflection_candidates=candidates, limit=2),
+            base_model=RecordingModel(),
+            reflection=reflection,
+            embeddings=DeterministicFakeEmbedding(size=16),
+            progress=False,
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ReflectionModel, "batch", recording_batch)
+        result = run(tmp_path / "run", 3)
+    assert seen and set(seen) == {3}  # the rpo method's reflection model sampled 3
+    assert reflection.candidates == 1  # the caller's model is left as it was
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["settings"]["reflection_candidates"] == 3
+    assert summary["settings"]["rpo"]["candidates"] == 3
+    assert summary["settings"]["rpo"]["sampling_seed"] == 0
+    assert summary["settings"]["reflection"]["candidates"] == 3
+    assert "reflection_candidates=3 (mbr)" in result.table.splitlines()[0]
+    # The answers are cached under a key that holds the count: a greedy run answers anew.
+    assert run(tmp_path / "run", 1).generated == {"rpo": 2}
+    assert run(tmp_path / "run", 3).generated == {"rpo": 0}
+    assert "reflection_candidates" not in run(tmp_path / "run", 1).table
+    # Seeded: a fresh run samples the same candidates, so it gives the same answers.
+    assert run(tmp_path / "again", 3).predictions == result.predictions
+
+
+def test_reflection_candidates_need_a_local_reflection_model(
+    split: tuple[Path, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="needs a local ReflectionModel"):
+        run_eval(
+            config(split, tmp_path / "run", methods=("rpo",), reflection_candidates=2),
+            base_model=RecordingModel(),
+            reflection=RecordingModel(),
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="reflection_candidates must be a positive whole"):
+        EvalConfig(questions=split[0], outputs=split[1], out=tmp_path, reflection_candidates=0)
+
+
+def test_the_eval_command_passes_reflection_candidates(
+    split: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_rpo.lamp import harness
+
+    seen: list[EvalConfig] = []
+
+    def fake_run_eval(config: EvalConfig, **kwargs: Any) -> Any:
+        seen.append(config)  # the config the command built: no model loads
+        return SimpleNamespace(table="", out=config.out)
+
+    monkeypatch.setattr(harness, "run_eval", fake_run_eval)
+    argv = ["eval", "--questions", str(split[0]), "--outputs", str(split[1])]
+    argv += ["--out", str(tmp_path / "run"), "--methods", "rpo"]
+    assert main([*argv, "--reflection-candidates", "4"]) == 0
+    assert seen[0].reflection_candidates == 4
+    assert main([*argv, "--reflection-candidates", "0"]) != 0  # a usage error, not a run

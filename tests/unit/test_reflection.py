@@ -444,3 +444,128 @@ def test_the_rewriter_falls_back_when_the_reflection_times_out(slow_reflection) 
     out = rewriter.invoke(AIMessage("the draft"), {"configurable": {"user_id": "alice"}})
     assert out.content == "the draft"
     assert out.response_metadata["rpo"]["fallback_reason"] == FallbackReason.REFLECTION_TIMEOUT
+
+
+# ---------------------------------------------------------------------- candidates (MBR)
+
+
+def _chosen_of_three(model: ReflectionModel, seed: int, how: str = "invoke") -> AIMessage:
+    torch.manual_seed(seed)
+    if how == "stream":
+        chunks = list(model.stream(PROMPTS[0]))
+        message = chunks[0]
+        for chunk in chunks[1:]:
+            message += chunk
+        return AIMessage(
+            content=message.content,
+            usage_metadata=message.usage_metadata,
+            response_metadata=message.response_metadata,
+        )
+    return model.invoke(PROMPTS[0])
+
+
+def test_candidates_answer_with_one_parsable_trajectory_and_say_which(
+    taught_model, tiny_tokenizer
+) -> None:
+    greedy = ReflectionModel.from_model(taught_model, tiny_tokenizer, max_tokens=40)
+    # A low temperature keeps the taught model's samples close to its one answer.
+    three = greedy.model_copy(update={"candidates": 3, "temperature": 0.3})
+    message = _chosen_of_three(three, seed=0)
+    assert parse(message.content) == TAUGHT_TRAJECTORY
+    info = message.response_metadata["rpo_selection"]
+    assert info["selection"] == "mbr" and info["candidates"] == 3
+    assert 0 <= info["chosen"] < 3 and 1 <= info["parsed"] <= 3
+    # Usage counts the tokens of all three candidates, the prompt once.
+    single = greedy.invoke(PROMPTS[0]).usage_metadata
+    assert message.usage_metadata["input_tokens"] == single["input_tokens"]
+    assert message.usage_metadata["output_tokens"] > single["output_tokens"]
+    # Seeded: the same candidates, the same choice; a stream yields that same answer.
+    again = _chosen_of_three(three, seed=0)
+    assert (again.content, again.response_metadata) == (message.content, message.response_metadata)
+    streamed = _chosen_of_three(three, seed=0, how="stream")
+    assert streamed.content == message.content
+    assert streamed.response_metadata["rpo_selection"] == info
+    assert streamed.usage_metadata == message.usage_metadata
+
+
+def test_candidates_are_rows_of_one_generate_call_and_always_sampled(
+    taught_model, tiny_tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = ReflectionModel.from_model(
+        taught_model, tiny_tokenizer, max_tokens=40, candidates=2, batch_size=4
+    )
+    model.ragged_prefill = False
+    rows = []
+    generate = taught_model.generate
+
+    def counting_generate(*args, **kwargs):
+        rows.append(kwargs["input_ids"].shape[0])
+        assert kwargs["generation_config"].do_sample  # greedy copies would all be equal
+        assert kwargs["generation_config"].temperature == 0.7  # no temperature: the default
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(taught_model, "generate", counting_generate)
+    answers = model.batch(PROMPTS)
+    assert rows == [4, 2]  # batch_size 4 rows: two prompts x 2 candidates, then one
+    assert [m.response_metadata["rpo_selection"]["candidates"] for m in answers] == [2, 2, 2]
+    rows.clear()
+    model.invoke(PROMPTS[0], candidates=3)  # a per-call count
+    assert rows == [3]
+
+
+def test_an_unparsable_candidate_set_keeps_the_first(random_reflection: ReflectionModel) -> None:
+    torch.manual_seed(0)
+    message = random_reflection.invoke("hello", candidates=3)
+    assert message.response_metadata["rpo_selection"] == {
+        "selection": "mbr",
+        "candidates": 3,
+        "chosen": 0,
+        "parsed": 0,
+    }
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_candidates_below_one_fail_with_the_fix(taught_model, tiny_tokenizer, bad: Any) -> None:
+    with pytest.raises(ValueError, match="candidates must be a whole number >= 1"):
+        ReflectionModel.from_model(taught_model, tiny_tokenizer, candidates=bad)
+    model = ReflectionModel.from_model(taught_model, tiny_tokenizer, max_tokens=4)
+    with pytest.raises(ValueError, match="candidates must be a whole number >= 1"):
+        model.invoke("hello", candidates=bad)
+
+
+def test_the_identifying_params_name_sampling_and_candidates_only_when_used(
+    taught_model, tiny_tokenizer
+) -> None:
+    greedy = ReflectionModel.from_model(taught_model, tiny_tokenizer, max_tokens=40)
+    # Greedy single answers keep the keys (and so the harness caches) they always had.
+    assert set(greedy._identifying_params) == {
+        "model_name",
+        "adapter_name",
+        "max_new_tokens",
+        "do_sample",
+    }
+    hot = greedy.model_copy(update={"temperature": 0.9, "top_p": 0.8})
+    assert hot._identifying_params["temperature"] == 0.9 and hot._identifying_params["top_p"] == 0.8
+    four = greedy.model_copy(update={"candidates": 4})
+    assert four._identifying_params == {
+        **greedy._identifying_params,
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "candidates": 4,
+        "selection": "mbr",
+    }
+    assert four._get_ls_params()["ls_temperature"] == 0.7
+
+
+@pytest.mark.parametrize("how", ["invoke", "stream"])
+def test_candidates_stop_at_the_timeout(slow_reflection, how: str) -> None:
+    reflection, paced = slow_reflection
+    calls = {
+        "invoke": lambda: reflection.invoke("hello", candidates=3),
+        "stream": lambda: list(reflection.stream("hello", candidates=3)),
+    }
+    with pytest.raises(GenerationTimeout, match=r"timeout=0\.2 s"):
+        calls[how]()
+    assert 0 < paced.count < 300
+    assert _lock_is_free(reflection)

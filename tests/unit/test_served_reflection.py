@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 ALICE = {"configurable": {"user_id": "alice"}}
-SERVED = "rpo-smollm2-135m-pep"  # the name given to --lora-modules
+SERVED = "rpo-smollm2-135m-rpo"  # the name given to --lora-modules
 
 
 @pytest.fixture()

@@ -90,7 +90,9 @@ def test_dpo_records_prefer_the_users_edit_over_the_models_output() -> None:
     # Evidence only from what the prompt showed: the recalled texts, cut at 6 characters for e1.
     assert e0.preferences.startswith("3-4 words") and "recurring" not in e0.preferences
     assert e1.preferences.startswith("1 words")  # "Rust…", "Import…"
-    assert e0.gaps == "8 words, longer; final period"  # the draft against the items
+    # The top item's version makes a template ("Rust # released"), which the draft leaves.
+    assert e0.preferences.endswith("template: Rust # released")
+    assert e0.gaps == "8 words, longer; final period; not in the template"  # draft vs items
 
 
 def test_kto_records_label_each_completion_alone() -> None:
@@ -271,7 +273,7 @@ def test_the_cpu_recipes_parse(method) -> None:
     script_args, training_args, model_args = dpo.make_parser(method).parse_args_and_config(
         args=["--config", str(ROOT / f"training/recipes/{method}_smollm2_135m_cpu.yaml")]
     )
-    assert script_args.init_adapter == "langchain_rpo/adapters/smollm2-135m-pep"
+    assert script_args.init_adapter == "langchain_rpo/adapters/smollm2-135m-rpo"
     assert (ROOT / script_args.init_adapter / "adapter_config.json").is_file()
     assert training_args.use_cpu and not training_args.gradient_checkpointing
     assert model_args.model_name_or_path is None  # the packaged SmolLM2-135M-Instruct

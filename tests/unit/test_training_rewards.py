@@ -91,7 +91,10 @@ def test_stage_orders_give_each_stage_new_questions_then_wrap():
 
 def test_offline_trajectory_states_only_measured_evidence():
     spec = get_task("LaMP_5")
-    items = [{"title": "Import Hooks", "abstract": "a"}, {"title": "Lazy Import Hooks", "abstract": "b"}]
+    items = [
+        {"title": "Import Hooks", "abstract": "a"},
+        {"title": "Lazy Import Hooks", "abstract": "b"},
+    ]
     t = build_trajectories.offline_trajectory(spec, items, 'Title: "A New Way to Import."', "Gold")
     assert t.rewrite == "Gold"
     assert "2-3 words" in t.preferences and "Title Case" in t.preferences
@@ -103,3 +106,58 @@ def test_offline_trajectory_states_only_measured_evidence():
         get_task("LaMP_3"), [{"text": "t", "score": "5"}] * 2, "3", "5"
     )
     assert ratings.preferences == "ratings: 5 (2 of 2)" and ratings.gaps == "draft 3, past mostly 5"
+
+
+@pytest.mark.parametrize(
+    ("recalled", "template", "gold", "draft"),
+    [  # real dev-set failures: the adapter ignored the series the recalled titles follow
+        (["Go 1.16 is released", "Go 1.23 is released"], "Go # is released",
+         "Go 1.25 is released", "Release Go 1.25"),
+        (["Go 1.21 Release Candidate", "Go 1.21 is released!"], "Go # ...",
+         "Go 1.22 is released!", "Release Candidate"),
+        (["Hardfork Meta: Istanbul", "Reduced gas cost for call to self", "REVERT instruction"],
+         "Hardfork Meta: ...", "Hardfork Meta: Petersburg", "Ethereum Hardfork Protocol"),
+        (["EOF - EVM Object Format v1", "Limit size of `initcode`", "EOF - Code Validation"],
+         "EOF - ...", "EOF - JUMPDEST Table", "Code section validation"),
+        (["Segwit Output Script Descriptors", "Miniscript", "tr() Output Script Descriptors"],
+         "... Output Script Descriptors", "combo() Output Script Descriptors", "Combo descriptor"),
+        (["Adds `baseFee` to `eth_getBlockByHash`", "Fee market change for ETH 1.0 chain",
+          "Adds `baseFee` to `eth_getBlockByNumber`"], "Adds `baseFee` to ...",
+         "Adds `baseFee` to `eth_getUncleByBlockHashAndIndex`", "Base fee in uncle RPC"),
+    ],
+)  # fmt: skip
+def test_offline_trajectory_states_the_series_template(recalled, template, gold, draft):
+    spec = get_task("LaMP_5")
+    items = [{"title": title, "abstract": "a"} for title in recalled]
+    t = build_trajectories.offline_trajectory(spec, items, draft, gold)
+    assert t.preferences.endswith(f"; template: {template}")
+    assert "recurring:" not in t.preferences  # the template replaces it: the budget stays short
+    assert "not in the template" in t.gaps
+    assert str(build_trajectories.find_template(recalled)) == template
+    assert build_trajectories.find_template(recalled).fits(gold)  # the signal to learn
+    # Built from the recalled items and the draft only: another gold changes only the rewrite.
+    other = build_trajectories.offline_trajectory(spec, items, draft, "Something Else Entirely")
+    assert (other.preferences, other.gaps) == (t.preferences, t.gaps)
+    # A draft that follows the template has no such gap.
+    assert "template" not in build_trajectories.describe_gaps(spec, recalled, gold)
+
+
+@pytest.mark.parametrize(
+    "recalled",
+    [
+        ["Import Hooks", "Lazy Import Hooks"],  # one shared word is not a series
+        ["Doing Python Releases 101", "Doing Python Micro Releases"],  # two plain words, two items
+        ["Go: What's New in March 2010", "Go Slices: usage and internals"],  # sentences
+        ["The Laws of Reflection", "The cover story"],  # stopwords only
+        [],
+    ],
+)
+def test_find_template_states_nothing_without_a_series(recalled):
+    assert build_trajectories.find_template(recalled) is None
+
+
+def test_a_plain_shared_head_needs_three_items():
+    titles = ["Package Manager Local Dependencies", "Package Manager System Library Targets"]
+    assert build_trajectories.find_template(titles) is None
+    titles.append("Package Manager Swift Language Version API Update")
+    assert str(build_trajectories.find_template(titles)) == "Package Manager ..."
