@@ -63,6 +63,7 @@ __all__ = [
     "FeedbackEvent",
     "Verdict",
     "EventLog",
+    "answer_user",
     "check_events",
     "dump_events",
     "in_time_order",
@@ -483,13 +484,7 @@ class FeedbackEvent:
                 missing or contradictory, the edit is empty, or any field is invalid.
         """
         meta = rpo_metadata_of(answer)
-        user_id = meta.get("user_id")
-        if not isinstance(user_id, str) or not user_id:
-            raise ValueError(
-                f"The answer's rpo metadata names no user (user_id={user_id!r}), so the feedback "
-                "cannot be attributed. Fix: record feedback on an answer the rewriter gave for a "
-                "user (config={'configurable': {'user_id': ...}})."
-            )
+        user_id = answer_user(meta)
         draft = meta.get("draft")
         if not isinstance(draft, str):
             raise ValueError(
@@ -521,6 +516,22 @@ class FeedbackEvent:
             time=utc_now() if time is None else time,  # type: ignore[arg-type]
             event_id=uuid.uuid4().hex if event_id is None else event_id,
         )
+
+
+def answer_user(meta: Mapping[str, Any]) -> str:
+    """The user an answer was given to, from its ``rpo`` metadata.
+
+    Raises:
+        ValueError: When the metadata names no user (the feedback could not be attributed).
+    """
+    user_id = meta.get("user_id")
+    if not isinstance(user_id, str) or not user_id:
+        raise ValueError(
+            f"The answer's rpo metadata names no user (user_id={user_id!r}), so the feedback "
+            "cannot be attributed. Fix: record feedback on an answer the rewriter gave for a "
+            "user (config={'configurable': {'user_id': ...}})."
+        )
+    return user_id
 
 
 def rpo_metadata_of(answer: object) -> Mapping[str, Any]:

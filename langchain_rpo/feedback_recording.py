@@ -40,7 +40,7 @@ from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 
-from langchain_rpo.feedback import FeedbackEvent, Verdict, rpo_metadata_of
+from langchain_rpo.feedback import FeedbackEvent, Verdict, answer_user, rpo_metadata_of
 from langchain_rpo.history_backend import HistoryBackend
 from langchain_rpo.history_checks import check_add_call
 
@@ -234,13 +234,7 @@ def feedback_target(
         meta = rpo_metadata_of(answer)
     except TypeError as exc:  # a str answer, or no message at all: a malformed call
         raise ValueError(str(exc)) from None
-    user_id = meta.get("user_id")
-    if not isinstance(user_id, str) or not user_id:
-        raise ValueError(
-            f"The answer's rpo metadata names no user (user_id={user_id!r}), so the feedback "
-            "cannot be attributed. Fix: record feedback on an answer the rewriter gave for a "
-            "user (config={'configurable': {'user_id': ...}})."
-        )
+    user_id = answer_user(meta)
     configured = ((config or {}).get("configurable") or {}).get("user_id")
     if configured is not None and configured != user_id:
         raise ValueError(
