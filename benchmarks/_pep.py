@@ -44,13 +44,19 @@ def query_text(question: dict) -> str:
     return _task().query_text(question["input"])
 
 
-def pep_store(questions: list[dict], embeddings: Any = None) -> UserHistoryStore:
-    """A store holding each question's profile under the question id (MiniLM by default)."""
+def pep_store(
+    questions: list[dict], embeddings: Any = None, max_item_chars: int | None = 300
+) -> UserHistoryStore:
+    """A store holding each question's profile under the question id (MiniLM by default).
+
+    Each item is stored rendered in the LaMP-5 item template, its abstract cut at
+    ``max_item_chars`` (what ``rpo eval`` shows an adapter is its ``rpo_settings.json`` cut).
+    """
     store = UserHistoryStore(embeddings)
     for q in questions:
         store.add_texts(
             q["id"],
-            [item_text(item) for item in q["profile"]],
+            [item_text(item, max_item_chars) for item in q["profile"]],
             ids=[f"{q['id']}/{item['id']}" for item in q["profile"]],
         )
     return store

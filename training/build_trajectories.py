@@ -44,9 +44,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from langchain_rpo.atomic import atomic_write
 from langchain_rpo.lamp.data import Question
 from langchain_rpo.lamp.tasks import TaskKind, TaskSpec
-from langchain_rpo.trajectory import Trajectory, render, try_parse
+from langchain_rpo.trajectory import Trajectory, parse, render, try_parse
 from training.data import (
     DataArguments,
     Recall,
@@ -70,6 +71,8 @@ __all__ = [
     "offline_trajectory",
     "teacher_messages",
     "build_records",
+    "rewrite_only",
+    "write_records",
     "main",
 ]
 
@@ -510,6 +513,13 @@ class BuildConfig(DataArguments):
     questions: str = field(metadata={"help": "LaMP {split}_questions.json (a train split)."})
     outputs: str = field(metadata={"help": "LaMP {split}_outputs.json (the golds)."})
     out: str = field(metadata={"help": "Output JSONL of SFT records."})
+    rewrite_only_out: str | None = field(
+        default=None,
+        metadata={
+            "help": "Also write the rewrite-only control here: the same records (same prompts, "
+            "same golds) whose completion is the <rewrite> block alone (the trajectory ablation)."
+        },
+    )
     source: str = field(
         default="offline", metadata={"help": "offline (measured evidence) or teacher."}
     )
@@ -598,6 +608,30 @@ def build_records(
     return records, rejects
 
 
+def rewrite_only(record: dict[str, Any]) -> dict[str, Any]:
+    """Return the rewrite-only control of an SFT record: the same prompt, the rewrite alone.
+
+    The ablation of the trajectory (issue 14): an adapter trained on these records sees the same
+    prompts and golds as the trajectory adapter and learns to answer without the preferences and
+    gaps; the product prompt and :func:`~langchain_rpo.trajectory.parse` serve both unchanged.
+
+    >>> rec = {"k": 1, "completion": [{"role": "assistant",
+    ...        "content": "<preferences>p</preferences>\\n<gaps>g</gaps>\\n<rewrite>T</rewrite>"}]}
+    >>> rewrite_only(rec)["completion"][0]["content"]
+    '<rewrite>T</rewrite>'
+    """
+    trajectory = parse(record["completion"][0]["content"])
+    content = render(trajectory, fields=("rewrite",))
+    return {**record, "completion": [{"role": "assistant", "content": content}]}
+
+
+def write_records(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """Write records as JSON lines, atomically (an interrupted build leaves the old file whole)."""
+    with atomic_write(path, "w") as stream:
+        for record in records:
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
 def run(config: BuildConfig, *, base_model: Any = None, embeddings: Any = None,
         teacher: Any = None, progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Build and write the records of ``config``; return the summary it also writes."""
@@ -616,10 +650,9 @@ def run(config: BuildConfig, *, base_model: Any = None, embeddings: Any = None,
         split, drafts, recall, config.k, config.source, teacher, config.threshold, progress
     )
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as stream:
-        for record in records:
-            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_records(records, out)
+    if config.rewrite_only_out:
+        write_records([rewrite_only(record) for record in records], Path(config.rewrite_only_out))
     summary = {
         "task": split.spec.name,
         "questions": len(split.questions),

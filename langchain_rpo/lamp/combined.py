@@ -129,6 +129,7 @@ def combine(
     resamples: int = 2000,
     seed: int = 0,
     target: float = 0.10,
+    pairs: Sequence[tuple[str, str]] | None = None,
 ) -> CombinedResult:
     """Write the combined table (markdown and JSON) and chart of several sets' runs.
 
@@ -138,12 +139,15 @@ def combine(
         resamples: Bootstrap resamples per gain.
         seed: The resampling seed.
         target: The gain whose probability the JSON reports (``p_target``).
+        pairs: The ``(A, B)`` method pairs whose gain of B over A to report (None:
+            :func:`method_pairs`).
 
     Returns:
         The figures and the table.
 
     Raises:
-        ValueError: When the runs ran different methods, or share no pooled metric.
+        ValueError: When the runs ran different methods, share no pooled metric, or a pair names
+            a method that did not run.
     """
     if not runs:
         raise ValueError("no runs to combine")
@@ -178,7 +182,10 @@ def combine(
         }
         for metric in metrics
     }
-    pairs = method_pairs(methods)
+    pairs = method_pairs(methods) if pairs is None else list(pairs)
+    unknown = sorted({m for pair in pairs for m in pair} - set(methods))
+    if unknown:
+        raise ValueError(f"pairs name methods that did not run: {unknown}; the runs have {methods}")
     gains: dict[str, dict[str, dict[str, Gain]]] = {}
     for a, b in pairs:
         key = f"{a} -> {b}"

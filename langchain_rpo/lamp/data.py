@@ -17,14 +17,13 @@ before they cost memory (see :data:`MAX_DEPTH` for why). Every problem is raised
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
+from langchain_rpo.atomic import atomic_write
 from langchain_rpo.lamp.extras import optional_import
 from langchain_rpo.lamp.tasks import TaskSpec, UnknownTaskError, get_task
 
@@ -429,8 +428,9 @@ def validate_split(
 def write_outputs(path: str | Path, task: str | TaskSpec, outputs: Mapping[str, str]) -> Path:
     """Write outputs in the official format (``{"task", "golds": [{"id", "output"}]}``), atomically.
 
-    The file is written beside ``path`` under a temporary name and renamed into place, so a
-    reader never sees half a file.
+    Written with :func:`langchain_rpo.atomic.atomic_write` (a temporary file beside ``path``,
+    fsynced and renamed into place), so a reader never sees half a file and a crash leaves the
+    previous file intact.
 
     Args:
         path: The file to write (its folder is created).
@@ -441,17 +441,10 @@ def write_outputs(path: str | Path, task: str | TaskSpec, outputs: Mapping[str, 
         ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "task": get_task(task).file_task,
         "golds": [{"id": qid, "output": output} for qid, output in outputs.items()],
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as stream:
+        json.dump(document, stream, ensure_ascii=False, indent=1)
     return path

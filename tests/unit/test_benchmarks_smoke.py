@@ -80,6 +80,21 @@ def test_reasoning_smoke(taught_reflection, capsys) -> None:
     assert "new tokens, full / rewrite alone" in out
 
 
+def test_reasoning_against_a_rewrite_only_adapter(taught_reflection, random_reflection, capsys):
+    """The ablation's form: a second model answers the product prompt itself, timed alongside."""
+    from benchmarks import reasoning
+
+    emb = DeterministicFakeEmbedding(size=16)
+    code = reasoning.main(
+        ["--n", "2"], reflection=taught_reflection, embeddings=emb, rewrite_only=random_reflection
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "full trajectory vs rewrite-only adapter" in out
+    assert "| rewrite-only adapter " in out and "| rewrite alone " not in out
+    assert "new tokens, full / rewrite-only adapter" in out
+
+
 def test_ingest_smoke(capsys) -> None:
     from benchmarks import ingest
     from langchain_rpo.embeddings import SentenceTransformerEmbeddings

@@ -151,6 +151,37 @@ def test_combine_refuses_runs_of_different_methods(two_sets, tmp_path: Path) -> 
         combine(runs, tmp_path)
 
 
+def test_combine_runs_puts_methods_of_different_runs_side_by_side(
+    two_sets, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks.combine_runs: one method of each run, under its own label, with chosen pairs."""
+    from benchmarks import combine_runs
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out, methods in ((first, ("zero", "nearest")), (second, ("nearest",))):
+        run_sets(config((Path("q"), Path("o")), out, methods=methods), two_sets,
+                 base_model=RecordingModel(), progress=False)  # fmt: skip
+    sets = ",".join(f"{s.name}={s.folder()}" for s in two_sets)
+    out = tmp_path / "side_by_side"
+    result = combine_runs.main(
+        ["--set", sets, "--run", f"zero={first}", "--run", f"a={first}:nearest",
+         "--run", f"b={second}:nearest", "--pair", "a:b", "--pair", "zero:b",
+         "--out", str(out), "--resamples", "50"]
+    )  # fmt: skip
+    assert result.pairs == [("a", "b"), ("zero", "b")]
+    # The same method answered the same questions in both runs: no gain, no question worse.
+    same = result.gains["a -> b"]["rouge-L"][POOLED]
+    assert same.gain == 0 and same.low == same.high == 0
+    expected = json.loads((first / "combined.json").read_text())["scores"]["rouge-L"]["nearest"]
+    assert result.scores["rouge-L"]["b"] == pytest.approx(expected)
+    assert "| zero -> b |" in (out / "combined.md").read_text()
+    assert "| a -> b |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="did not run"):
+        combine(result.runs, tmp_path / "bad", pairs=[("a", "nope")])
+    with pytest.raises(SystemExit):
+        combine_runs.main(["--set", sets, "--run", "no-equals-sign", "--out", str(out)])
+
+
 def test_the_cli_runs_several_sets_and_checks_them_all_first(
     two_sets, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,7 +15,7 @@ from tiny_models import make_model  # noqa: E402
 from langchain_rpo.adapter_settings import LAMP_ITEM_CHARS, AdapterSettings  # noqa: E402
 from langchain_rpo.prompts import build_reflection_messages  # noqa: E402
 from langchain_rpo.reflection import ReflectionModel, to_chat_dicts  # noqa: E402
-from langchain_rpo.trajectory import parse  # noqa: E402
+from langchain_rpo.trajectory import Trajectory, parse  # noqa: E402
 from training.rewards import make_reward_funcs  # noqa: E402
 
 TITLES = ["Rust Release Notes", "Import Hooks", "Lazy Imports", "Fast Paths", "Typed Dicts"]
@@ -100,6 +100,23 @@ def test_build_trajectories_offline(tmp_path, split, tiny_tokenizer):
     lines = (tmp_path / "drafts" / "cache" / "drafts.jsonl").read_text().count("\n")
     _build(tmp_path, split, tiny_tokenizer)
     assert (tmp_path / "drafts" / "cache" / "drafts.jsonl").read_text().count("\n") == lines
+
+
+def test_build_trajectories_rewrite_only_control(tmp_path, split, tiny_tokenizer):
+    """The trajectory ablation's records: the same prompts and golds, the rewrite block alone."""
+    control = tmp_path / "control" / "rewrite_only.jsonl"
+    config, summary = _build(tmp_path, split, tiny_tokenizer, rewrite_only_out=str(control))
+    full = [json.loads(line) for line in Path(config.out).read_text().splitlines()]
+    plain = [json.loads(line) for line in control.read_text().splitlines()]
+    assert len(plain) == len(full) == summary["records"] == 12
+    for a, b in zip(full, plain, strict=True):
+        assert {k: v for k, v in a.items() if k != "completion"} == {
+            k: v for k, v in b.items() if k != "completion"
+        }
+        content = b["completion"][0]["content"]
+        assert content == f"<rewrite>{a['gold']}</rewrite>"
+        assert parse(content) == Trajectory(rewrite=a["gold"])
+        assert parse(a["completion"][0]["content"]).rewrite == a["gold"]
 
 
 def test_build_trajectories_teacher_filters_by_score(tmp_path, split, tiny_tokenizer):

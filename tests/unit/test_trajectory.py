@@ -36,6 +36,19 @@ def test_round_trip_survives_tag_like_text(rewrite: str, preferences: str, gaps:
     )
 
 
+@given(rewrite=REWRITE, preferences=FIELD)
+def test_rewrite_only_render_round_trips(rewrite: str, preferences: str) -> None:
+    text = render(Trajectory(rewrite=rewrite, preferences=preferences), fields=("rewrite",))
+    assert text.startswith("<rewrite>") and text.count("</rewrite>") == 1
+    assert parse(text) == Trajectory(rewrite=rewrite.strip())
+
+
+@pytest.mark.parametrize("fields", [("preferences", "gaps"), ("rewrite", "answer"), ()])
+def test_render_refuses_unknown_fields_and_a_missing_rewrite(fields: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="always the rewrite"):
+        render(Trajectory(rewrite="x"), fields=fields)
+
+
 @given(rewrite=REWRITE, cuts=st.lists(st.integers(0, 200), max_size=6))
 def test_stream_extractor_matches_parse_for_any_split(rewrite: str, cuts: list[int]) -> None:
     text = render(Trajectory(rewrite=rewrite, preferences="p <rewrite>", gaps="g"))
