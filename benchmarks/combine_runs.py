@@ -15,8 +15,8 @@ Run from the repository root::
         --run zero=benchmarks/lamp_five_sets_multidomain:zero \\
         --run trajectory=benchmarks/lamp_five_sets_multidomain:rpo \\
         --run rewrite-only=runs/md/eval_ro:rpo \\
-        --pair zero:trajectory --pair zero:rewrite-only --pair rewrite-only:trajectory \\
-        --out benchmarks/lamp_five_sets_multidomain/ablations/rewrite_only
+        --pair zero:rewrite-only --pair trajectory:rewrite-only \\
+        --out benchmarks/lamp_five_sets_stage4/ablations/rewrite_only
 """
 
 from __future__ import annotations

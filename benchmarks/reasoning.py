@@ -108,10 +108,10 @@ def main(
     item_cut = settings.max_item_chars if settings is not None else None
     store = pep_store(questions, embeddings, max_item_chars=item_cut or 300)
 
+    cut = {"max_item_chars": None} if item_cut else {}  # already cut in the item template
     full_msgs, alone_msgs = [], []
     for q, draft in zip(questions, drafts, strict=True):
         items = [d.page_content for d in store.search(q["id"], query_text(q), k=args.k)]
-        cut = {"max_item_chars": None} if item_cut else {}
         messages = build_reflection_messages(draft, items, q["input"], **cut)
         full_msgs.append(messages)
         alone_msgs.append([SystemMessage(content=REWRITE_ONLY_SYSTEM_PROMPT), *messages[1:]])

@@ -55,6 +55,7 @@ from langchain_rpo.prompts import truncate
 from langchain_rpo.reflection import to_chat_dicts
 from langchain_rpo.trajectory import render
 from training.build_trajectories import evidence_trajectory
+from training.data import write_records
 
 __all__ = [
     "EventCompletions",
@@ -217,10 +218,7 @@ def run(config: PreferenceConfig) -> dict[str, Any]:
     events = [e for e in iter_events(config.events) if before is None or e.time < before]
     records, skipped = preference_records(events, config.format, spec)
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as stream:
-        for record in records:
-            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_records(records, out)
     summary: dict[str, Any] = {
         "format": config.format,
         "events": len(events),

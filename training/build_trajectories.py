@@ -44,7 +44,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from langchain_rpo.atomic import atomic_write
 from langchain_rpo.lamp.data import Question
 from langchain_rpo.lamp.tasks import TaskKind, TaskSpec
 from langchain_rpo.trajectory import Trajectory, parse, render, try_parse
@@ -55,6 +54,7 @@ from training.data import (
     load_split,
     recall_for,
     reflection_prompt,
+    write_records,
     zero_drafts,
 )
 from training.rewards import task_score
@@ -72,7 +72,6 @@ __all__ = [
     "teacher_messages",
     "build_records",
     "rewrite_only",
-    "write_records",
     "main",
 ]
 
@@ -623,13 +622,6 @@ def rewrite_only(record: dict[str, Any]) -> dict[str, Any]:
     trajectory = parse(record["completion"][0]["content"])
     content = render(trajectory, fields=("rewrite",))
     return {**record, "completion": [{"role": "assistant", "content": content}]}
-
-
-def write_records(records: Sequence[dict[str, Any]], path: Path) -> None:
-    """Write records as JSON lines, atomically (an interrupted build leaves the old file whole)."""
-    with atomic_write(path, "w") as stream:
-        for record in records:
-            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def run(config: BuildConfig, *, base_model: Any = None, embeddings: Any = None,

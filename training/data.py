@@ -22,6 +22,7 @@ from langchain_rpo.adapter_settings import (
     LAMP_ITEM_CHARS,
     AdapterSettings,
 )
+from langchain_rpo.atomic import atomic_write
 from langchain_rpo.lamp.data import Question, iter_questions, read_outputs
 from langchain_rpo.lamp.tasks import TaskSpec, get_task
 from langchain_rpo.prompts import build_reflection_messages
@@ -312,3 +313,13 @@ def load_embeddings(name: str | None) -> Embeddings:
     from langchain_rpo.embeddings import SentenceTransformerEmbeddings
 
     return SentenceTransformerEmbeddings(name)
+
+
+def write_records(records: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Write training records as JSON lines, atomically (the parent folder is created).
+
+    An interrupted build leaves the previous file whole (:func:`langchain_rpo.atomic.atomic_write`).
+    """
+    with atomic_write(path, "w") as stream:
+        for record in records:
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
