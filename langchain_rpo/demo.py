@@ -79,9 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="history items recalled per request (default: the adapter's, 4 for the bundled one)",
     )  # fmt: skip
     parser.add_argument(
-        "--adapter", default=None, metavar="PATH|none",
-        help="LoRA adapter folder of the reflection model, or 'none' for the bare model "
-        "(default: the bundled adapter when the package ships one)",
+        "--adapter", default=None, metavar="PATH|trajectory|none",
+        help="LoRA adapter folder of the reflection model, 'trajectory' for the shipped adapter "
+        "that explains each rewrite, or 'none' for the bare model (default: the bundled adapter, "
+        "which writes the rewrite alone)",
     )  # fmt: skip
     parser.add_argument(
         "--max-new-tokens", type=whole_number("--max-new-tokens", 1), default=None, metavar="N",
@@ -171,6 +172,13 @@ def main(
         args = _parser().parse_args(args)
     else:
         args = argparse.Namespace(**{**vars(_parser().parse_args([])), **vars(args)})
+    if args.adapter not in (None, "none"):
+        from langchain_rpo.assets import shipped_adapter
+
+        try:
+            args.adapter = shipped_adapter(args.adapter)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     check_arguments(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -243,6 +251,7 @@ def main(
     print(f"  history store    : {backend}, k={k}")
     width = 96
     drafts, rewrites, reals = [], [], []
+    explained = False
     for question, answer in zip(questions, answers, strict=True):
         meta = answer.response_metadata["rpo"]
         real = golds[question.id]
@@ -258,12 +267,18 @@ def main(
             print(f"  recalled ({score:.2f}): {doc.metadata.get('title', '')}")
         trajectory = meta["trajectory"] or {}
         if trajectory.get("preferences"):
+            explained = True
             print(textwrap.fill(f"  preferences: {trajectory['preferences']}", width))
         print(f"  draft   : {meta['draft']}")
         status = "" if meta["personalized"] else f"   [draft kept: {meta['fallback_reason']}]"
         print(f"  rewrite : {answer.content}{status}")
         print(f"  real    : {real}")
     print("\n" + "=" * width)
+    if not explained and args.adapter != "none":
+        print(
+            "(this adapter writes the rewrite alone; `rpo demo --adapter trajectory` shows what "
+            "the trajectory adapter reads in each author's history)"
+        )
     draft_scores, rewrite_scores = rouge(drafts, reals), rouge(rewrites, reals)
     print(
         f"ROUGE-L vs the real titles on these {len(questions)}: draft "

@@ -21,6 +21,9 @@ What each event gives (:func:`event_completions`):
   gaps measured from the recalled items (as the prompt showed them) and the draft only, by the
   builder of :mod:`training.build_trajectories` (nothing the data does not show, and never the
   final text's own traits, which the model cannot see).
+- **In the model's own format** (:func:`completion_fields`): a rewrite-only adapter (the bundled
+  default, whose answers carry no preferences or gaps) gets ``<rewrite>`` blocks alone, as it
+  was trained; a trajectory adapter gets all three blocks.
 - **The undesirable completion.** The model's own output, unless the user kept it: its
   trajectory rendered in the standard format (so chosen and rejected differ in content, not in
   formatting), or its raw output when that was unusable (a fallback).
@@ -53,13 +56,14 @@ from langchain_rpo.feedback import FeedbackEvent, iter_events, utc_time
 from langchain_rpo.lamp.tasks import TaskKind, TaskSpec, get_task
 from langchain_rpo.prompts import truncate
 from langchain_rpo.reflection import to_chat_dicts
-from langchain_rpo.trajectory import render
+from langchain_rpo.trajectory import FIELDS, render
 from training.build_trajectories import evidence_trajectory
 from training.data import write_records
 
 __all__ = [
     "EventCompletions",
     "PreferenceConfig",
+    "completion_fields",
     "event_completions",
     "main",
     "preference_records",
@@ -110,10 +114,31 @@ class EventCompletions:
     undesirable: str | None
 
 
+def completion_fields(event: FeedbackEvent) -> tuple[str, ...]:
+    """The blocks of the model's own format, read from what it wrote for ``event``.
+
+    A parsed answer with neither preferences nor gaps came from a rewrite-only adapter (the
+    bundled default): its completions are the ``<rewrite>`` block alone, so the model is not
+    taught a format it was not trained on, and chosen and rejected differ in content only. Any
+    other answer (a trajectory, or none parsed: the prompt asks for the trajectory) gets all
+    three blocks.
+
+    >>> from langchain_rpo.trajectory import Trajectory
+    >>> event = FeedbackEvent(user_id="u", verdict="rejected", draft="d", raw_reflection="x",
+    ...                       trajectory=Trajectory(rewrite="T"))
+    >>> completion_fields(event)
+    ('rewrite',)
+    """
+    found = event.trajectory
+    if found is not None and not found.preferences.strip() and not found.gaps.strip():
+        return ("rewrite",)
+    return FIELDS
+
+
 def _model_output(event: FeedbackEvent) -> str | None:
     """The model's completion: its trajectory rendered, else its raw (unusable) output."""
     if event.trajectory is not None:
-        return render(event.trajectory)
+        return render(event.trajectory, fields=completion_fields(event))
     if event.raw_reflection is not None and event.raw_reflection.strip():
         return event.raw_reflection
     return None
@@ -150,7 +175,8 @@ def event_completions(
     # What the prompt showed: the evidence may only use what the model could read.
     shown = [truncate(text, event.max_item_chars) for text in event.recalled_texts or ()]
     draft = spec.parse_answer(event.draft) if isinstance(spec, TaskSpec) else event.draft
-    chosen = render(evidence_trajectory(spec, shown, draft, final.strip()))
+    evidence = evidence_trajectory(spec, shown, draft, final.strip())
+    chosen = render(evidence, fields=completion_fields(event))
     return EventCompletions(prompt, chosen, model), None
 
 

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.precision import avoid_emulated_bf16
 from training.sft import load_model_and_tokenizer, peft_config_for, save_run
 
 __all__ = [
@@ -162,6 +163,7 @@ def train(
         raise ValueError(f"method must be 'dpo' or 'kto', got {method!r}")
 
     started = time.perf_counter()
+    avoid_emulated_bf16(training_args)
     model, tokenizer = load_model_and_tokenizer(model_args)
     peft_config = peft_config_for(model_args, script_args.lora_layers)
     if script_args.init_adapter:

@@ -42,6 +42,7 @@ from training.data import (
     reflection_prompt,
     zero_drafts,
 )
+from training.precision import avoid_emulated_bf16
 from training.rewards import CurriculumStage, curriculum, make_reward_funcs
 from training.sft import load_model_and_tokenizer, peft_config_for, save_run
 
@@ -192,6 +193,7 @@ def train(
     from trl import GRPOTrainer
 
     started = time.perf_counter()
+    avoid_emulated_bf16(training_args)
     split = load_split(
         script_args.questions, script_args.outputs, script_args.task, script_args.limit
     )

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from training.data import SettingsArguments
+from training.precision import avoid_emulated_bf16
 
 __all__ = ["SFTScriptArguments", "load_records", "peft_config_for", "save_run", "main"]
 
@@ -140,6 +141,7 @@ def train(script_args: SFTScriptArguments, training_args: Any, model_args: Any) 
     from trl import SFTTrainer
 
     started = time.perf_counter()
+    avoid_emulated_bf16(training_args)
     model, tokenizer = load_model_and_tokenizer(model_args)
     peft_config = peft_config_for(model_args, script_args.lora_layers)
     if script_args.init_adapter:

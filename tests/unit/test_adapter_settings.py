@@ -79,6 +79,36 @@ def test_the_bundled_adapter_records_what_it_was_trained_and_scored_with() -> No
     )
 
 
+def test_both_shipped_adapters_record_the_same_settings_and_the_trajectory_one_has_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from langchain_rpo import assets
+    from langchain_rpo.cli import main as rpo
+    from langchain_rpo.lamp.harness import EvalConfig
+
+    default, trajectory = assets.bundled_adapter_path(), assets.trajectory_adapter_path()
+    assert default is not None and trajectory is not None and default != trajectory
+    assert AdapterSettings.read(trajectory) == AdapterSettings.read(default)
+    assert assets.shipped_adapter("trajectory") == str(trajectory)
+    assert assets.shipped_adapter("runs/my-adapter") == "runs/my-adapter"
+    pep = Path(assets.__file__).parent / "data" / "pep_titles"
+    config = EvalConfig(
+        questions=pep / "dev_questions.json",
+        outputs=pep / "dev_outputs.json",
+        out=tmp_path / "run",
+        adapter="trajectory",
+    )
+    assert config.adapter == str(trajectory)
+    # An installation without it: a one-line error naming the fix, from eval and demo alike.
+    monkeypatch.setattr(assets, "_TRAJECTORY_ADAPTER", tmp_path / "gone")
+    with pytest.raises(ValueError, match="ships no trajectory adapter.*Fix: reinstall"):
+        assets.shipped_adapter("trajectory")
+    assert rpo(["demo", "--adapter", "trajectory"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rpo: error: --adapter trajectory: this installation ships no")
+    assert len(err.splitlines()) == 1
+
+
 # --------------------------------------------------------------------------- ReflectionModel
 
 

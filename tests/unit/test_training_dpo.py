@@ -113,6 +113,22 @@ def test_kto_records_label_each_completion_alone() -> None:
     assert skipped == {"not_reflected": 1, "no_recalled_texts": 1}
 
 
+def test_a_rewrite_only_adapters_feedback_is_taught_in_its_own_format() -> None:
+    """The default adapter answers with <rewrite> alone: chosen and rejected are rewrites too."""
+    bare = Trajectory(rewrite="Some generic rewrite.")
+    edit = make_event("edited", 0, trajectory=bare, raw_reflection=render(bare, ("rewrite",)))
+    kept = make_event("accepted", 2, trajectory=bare, raw_reflection=edit.raw_reflection)
+    (pair,), _ = preference_records([edit], "dpo")
+    assert pair["chosen"][0]["content"] == "<rewrite>Rust 1.70 Released</rewrite>"
+    assert pair["rejected"][0]["content"] == "<rewrite>Some generic rewrite.</rewrite>"
+    (desirable,), _ = preference_records([kept], "kto")
+    assert desirable["completion"][0]["content"] == "<rewrite>Some generic rewrite.</rewrite>"
+    # A model that wrote no usable answer was prompted for the trajectory: all three blocks.
+    failed = make_event("edited", 4, trajectory=None, raw_reflection="<rewrite>half")
+    found, _ = event_completions(failed)
+    assert parse(found.desirable).preferences and found.undesirable == "<rewrite>half"
+
+
 def test_a_task_shapes_the_evidence_and_unknown_formats_are_refused() -> None:
     from langchain_rpo.lamp.tasks import get_task
 

@@ -217,3 +217,26 @@ def test_grpo_curriculum_end_to_end(tmp_path, split, tiny_tokenizer, tiny_model_
     assert AdapterSettings.read(out) == AdapterSettings(max_item_chars=LAMP_ITEM_CHARS)
     reflection = ReflectionModel.from_pretrained(tiny_model_dir, adapter=out, max_new_tokens=4)
     assert isinstance(reflection.invoke("hi").content, str)
+
+
+def test_a_cpu_recipe_trains_in_float32_where_bfloat16_would_be_emulated(tmp_path, monkeypatch):
+    from trl import SFTConfig
+
+    from training import precision
+
+    def config() -> SFTConfig:
+        return SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=True, report_to="none")
+
+    assert isinstance(precision.cpu_has_native_bf16(), bool)  # this machine's real answer
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # an AVX2-only CPU
+    args = config()
+    assert args.mixed_precision == "bf16"
+    with pytest.warns(UserWarning, match="no native bfloat16.*RPO_KEEP_CPU_BF16=1"):
+        assert precision.avoid_emulated_bf16(args)
+    assert args.bf16 is False and args.mixed_precision == "no"
+    # Kept where the user asks for it, and where the CPU has it (AVX-512-BF16, AMX).
+    monkeypatch.setenv(precision.KEEP_ENV, "1")
+    assert not precision.avoid_emulated_bf16(kept := config()) and kept.bf16
+    monkeypatch.delenv(precision.KEEP_ENV)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert not precision.avoid_emulated_bf16(native := config()) and native.bf16
