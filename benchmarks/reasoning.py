@@ -90,8 +90,9 @@ def main(
     args = parser.parse_args(argv)
     from langchain_rpo import assets
 
-    if args.adapter is None and assets.trajectory_adapter_path() is not None:
-        args.adapter = str(assets.trajectory_adapter_path())
+    trajectory = assets.trajectory_adapter_path()
+    if args.adapter is None and trajectory is not None:
+        args.adapter = str(trajectory)
     if args.rewrite_only_adapter == "bundled":
         bundled = assets.bundled_adapter_path()
         if bundled is None:

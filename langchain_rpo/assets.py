@@ -311,7 +311,7 @@ def trajectory_adapter_path() -> Path | None:
     the draft missed. It scored below the default on the five dev sets and writes about 4.5x the
     tokens (its model card). Opt in with
     ``ReflectionModel.from_pretrained(adapter=trajectory_adapter_path())``, or
-    ``rpo eval --adapter <this path>``.
+    ``rpo eval --adapter trajectory`` (:func:`shipped_adapter`).
     """
     if (_TRAJECTORY_ADAPTER / "adapter_config.json").is_file():
         return _TRAJECTORY_ADAPTER

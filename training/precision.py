@@ -4,9 +4,9 @@ The CPU recipes train with ``bf16: true``: on a CPU with native bfloat16 (AVX-51
 tiles: Intel Sapphire Rapids and later, AMD Zen 4 and later) it is faster than float32. On a CPU
 without it (AVX2 only), PyTorch emulates every bfloat16 matmul, and a step is tens of times
 slower: a 1024 x 1024 matmul took 3.05 s in bfloat16 against 0.032 s in float32 on a 2-core AMD
-EPYC (AVX2), and one SFT step of the multi-domain recipe 520 s against about 14 s with AMX. So
-on such a CPU the scripts train in float32 instead (more precise, the same recipe otherwise) and
-say so; ``RPO_KEEP_CPU_BF16=1`` keeps bfloat16 anyway.
+EPYC (AVX2), and one SFT step of the multi-domain recipe 520 s there, against about 14 s on a
+CPU with native bfloat16. So on such a CPU the scripts train in float32 instead (more precise,
+the same recipe otherwise) and say so; ``RPO_KEEP_CPU_BF16=1`` keeps bfloat16 anyway.
 """
 
 from __future__ import annotations
