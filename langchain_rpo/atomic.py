@@ -4,6 +4,11 @@
 flushes and ``fsync``s it, ``os.replace``s it over the target and ``fsync``s the folder, so a
 crash at any moment leaves the previous file intact.
 
+The new file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it
+replaces, or, for a new file, ``0o666`` less the process umask. (``tempfile.mkstemp`` creates
+``0o600`` files, which would silently make a shared adapter folder or a LaMP submission unreadable
+to the rest of a team; a file its owner made private stays private.)
+
 A process killed mid-write cannot remove its temporary file; the next :func:`atomic_write` to the
 same path does. It must not remove the temporary file of a write that is still running (another
 thread or process saving the same path), so every writer holds an exclusive ``flock`` on its
@@ -20,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, BinaryIO, Literal, TextIO, overload
@@ -90,6 +96,7 @@ def _atomic_write(
     remove_abandoned_temp_files(target)
     fd, tmp_name = _locked_temp_file(target)
     try:
+        _keep_mode(fd, tmp_name, target)
         with os.fdopen(fd, mode, encoding=encoding) as stream:
             yield stream
             stream.flush()
@@ -107,15 +114,45 @@ def _atomic_write(
 
 
 def _temp_pattern(target: Path) -> re.Pattern[str]:
-    # tempfile.mkstemp(prefix=".{name}.", suffix=".tmp") names; the random part has no dot, so
-    # the temp files of "h.zip.bak" never match those of "h.zip".
+    # ".{name}.{random}.tmp" names (_create_temp_file; older versions used tempfile.mkstemp's
+    # [A-Za-z0-9_] names); the random part has no dot, so the temp files of "h.zip.bak" never
+    # match those of "h.zip".
     return re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]+\.tmp\Z")
+
+
+# What tempfile.mkstemp opens with (binary on Windows), less its 0o600 mode (see _create_temp_file).
+_TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _create_temp_file(target: Path) -> tuple[int, str]:
+    """Create a new file beside ``target`` with mode ``0o666``, which the kernel cuts by the umask.
+
+    ``tempfile.mkstemp`` would ask for ``0o600``; asking for ``0o666`` is what ``open()`` does,
+    and lets the kernel apply the umask (reading it with ``os.umask`` would change it for every
+    thread for an instant).
+    """
+    while True:
+        name = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, _TEMP_FLAGS, 0o666), name
+        except FileExistsError:  # 48 random bits taken: draw again
+            continue
+
+
+def _keep_mode(fd: int, tmp_name: str, target: Path) -> None:
+    """Give the temporary file the permission bits of the file it will replace, if any."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:  # a new file: the umask already applied
+        return
+    with contextlib.suppress(OSError):  # a file system without modes (some network mounts)
+        os.chmod(fd if os.chmod in os.supports_fd else tmp_name, mode)
 
 
 def _locked_temp_file(target: Path) -> tuple[int, str]:
     """Create a temporary file beside ``target`` and hold an exclusive lock on it."""
     while True:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, name = _create_temp_file(target)
         if fcntl is None:
             return fd, name
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -133,6 +134,32 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_atomic_write_gives_a_new_file_the_permissions_open_would(tmp_path: Path) -> None:
+    umask = os.umask(0o027)  # a team umask: group may read, others nothing
+    try:
+        with atomic_write(tmp_path / "new.json", "w") as stream:
+            stream.write("{}")
+        with open(tmp_path / "plain.json", "w") as stream:
+            stream.write("{}")
+    finally:
+        os.umask(umask)
+    mode = stat.S_IMODE((tmp_path / "new.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o644, 0o664])
+def test_atomic_write_keeps_the_permissions_of_the_file_it_replaces(
+    tmp_path: Path, mode: int
+) -> None:
+    target = tmp_path / "h.zip"
+    target.write_bytes(b"old")
+    target.chmod(mode)
+    with atomic_write(target) as stream:
+        stream.write(b"new")
+    assert target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == mode
 
 
 def test_atomic_write_refuses_other_modes(tmp_path: Path) -> None:
