@@ -7,7 +7,9 @@ crash at any moment leaves the previous file intact.
 The new file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it
 replaces, or, for a new file, ``0o666`` less the process umask. (``tempfile.mkstemp`` creates
 ``0o600`` files, which would silently make a shared adapter folder or a LaMP submission unreadable
-to the rest of a team; a file its owner made private stays private.)
+to the rest of a team.) Files of users' own data (history files, feedback events) pass
+``private=True``: a new one is ``0o600``, readable by its owner only; a file whose owner gave it
+other permissions keeps them.
 
 A process killed mid-write cannot remove its temporary file; the next :func:`atomic_write` to the
 same path does. It must not remove the temporary file of a write that is still running (another
@@ -41,13 +43,21 @@ __all__ = ["atomic_write", "remove_abandoned_temp_files"]
 
 @overload
 def atomic_write(
-    path: str | os.PathLike[str], mode: Literal["wb"] = "wb", *, encoding: None = None
+    path: str | os.PathLike[str],
+    mode: Literal["wb"] = "wb",
+    *,
+    encoding: None = None,
+    private: bool = False,
 ) -> contextlib.AbstractContextManager[BinaryIO]: ...
 
 
 @overload
 def atomic_write(
-    path: str | os.PathLike[str], mode: Literal["w"], *, encoding: str = "utf-8"
+    path: str | os.PathLike[str],
+    mode: Literal["w"],
+    *,
+    encoding: str = "utf-8",
+    private: bool = False,
 ) -> contextlib.AbstractContextManager[TextIO]: ...
 
 
@@ -56,6 +66,7 @@ def atomic_write(
     mode: Literal["wb", "w"] = "wb",
     *,
     encoding: str | None = None,
+    private: bool = False,
 ) -> contextlib.AbstractContextManager[IO]:  # type: ignore[type-arg]
     """Open a temporary file that replaces ``path`` when the ``with`` block ends without error.
 
@@ -73,6 +84,8 @@ def atomic_write(
         path: The file to write.
         mode: ``"wb"`` for bytes, ``"w"`` for text.
         encoding: The text encoding (``"w"`` only; UTF-8 when ``None``).
+        private: Create a new file readable by its owner only (``0o600``), for users' data.
+            False: ``0o666`` less the umask, as ``open()``. An existing file keeps its mode.
 
     Returns:
         A context manager that yields the open temporary file.
@@ -85,16 +98,16 @@ def atomic_write(
         raise ValueError("atomic_write: encoding applies to mode 'w' only.")
     if mode == "w" and encoding is None:
         encoding = "utf-8"
-    return _atomic_write(Path(path), mode, encoding)
+    return _atomic_write(Path(path), mode, encoding, 0o600 if private else 0o666)
 
 
 @contextlib.contextmanager
 def _atomic_write(
-    target: Path, mode: str, encoding: str | None
+    target: Path, mode: str, encoding: str | None, new_mode: int
 ) -> Iterator[IO]:  # type: ignore[type-arg]
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_temp_files(target)
-    fd, tmp_name = _locked_temp_file(target)
+    fd, tmp_name = _locked_temp_file(target, new_mode)
     try:
         _keep_mode(fd, tmp_name, target)
         with os.fdopen(fd, mode, encoding=encoding) as stream:
@@ -124,17 +137,17 @@ def _temp_pattern(target: Path) -> re.Pattern[str]:
 _TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
-def _create_temp_file(target: Path) -> tuple[int, str]:
-    """Create a new file beside ``target`` with mode ``0o666``, which the kernel cuts by the umask.
+def _create_temp_file(target: Path, new_mode: int) -> tuple[int, str]:
+    """Create a new file beside ``target`` with ``new_mode``, which the kernel cuts by the umask.
 
-    ``tempfile.mkstemp`` would ask for ``0o600``; asking for ``0o666`` is what ``open()`` does,
+    ``tempfile.mkstemp`` always asks for ``0o600``; asking for ``0o666`` is what ``open()`` does,
     and lets the kernel apply the umask (reading it with ``os.umask`` would change it for every
     thread for an instant).
     """
     while True:
         name = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
         try:
-            return os.open(name, _TEMP_FLAGS, 0o666), name
+            return os.open(name, _TEMP_FLAGS, new_mode), name
         except FileExistsError:  # 48 random bits taken: draw again
             continue
 
@@ -149,10 +162,10 @@ def _keep_mode(fd: int, tmp_name: str, target: Path) -> None:
         os.chmod(fd if os.chmod in os.supports_fd else tmp_name, mode)
 
 
-def _locked_temp_file(target: Path) -> tuple[int, str]:
+def _locked_temp_file(target: Path, new_mode: int) -> tuple[int, str]:
     """Create a temporary file beside ``target`` and hold an exclusive lock on it."""
     while True:
-        fd, name = _create_temp_file(target)
+        fd, name = _create_temp_file(target, new_mode)
         if fcntl is None:
             return fd, name
         fcntl.flock(fd, fcntl.LOCK_EX)

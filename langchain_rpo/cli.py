@@ -398,7 +398,8 @@ def _run_history_export(args: argparse.Namespace) -> int:
             n = export_history(backend, sys.stdout, **options)
             sys.stdout.flush()
         else:
-            with atomic_write(args.out, "w", encoding="utf-8") as stream:
+            # users' texts: a new export file is readable by its owner only, as a history file
+            with atomic_write(args.out, "w", encoding="utf-8", private=True) as stream:
                 n = export_history(backend, stream, **options)
     print(f"exported {n} items from {args.source}", file=sys.stderr)
     return 0

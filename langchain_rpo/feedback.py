@@ -639,7 +639,7 @@ def write_events(path: str | os.PathLike[str], events: Iterable[FeedbackEvent]) 
     Returns:
         How many events were written.
     """
-    with atomic_write(path, "w", encoding="utf-8") as stream:
+    with atomic_write(path, "w", encoding="utf-8", private=True) as stream:  # users' edits
         return dump_events(stream, events)
 
 

@@ -195,7 +195,7 @@ def write(path: str | os.PathLike[str], history: StoredHistory) -> None:
         ValueError: When the manifest or a user's docstore would exceed the format's limits
             (:data:`MAX_MANIFEST_BYTES`, :data:`MAX_DOCSTORE_BYTES`); ``path`` is untouched.
     """
-    with atomic_write(path) as stream:
+    with atomic_write(path, private=True) as stream:  # users' texts: 0o600 when new
         too_compressed = _write_archive(stream, history, stored=frozenset())
         if too_compressed:  # rare: write it again with those members stored
             stream.seek(0)

@@ -106,6 +106,7 @@ def test_events_round_trip_through_a_jsonl_file(tmp_path) -> None:
     assert write_events(path, events) == 4
     assert path.read_text(encoding="utf-8").count("\n") == 4
     assert read_events(path) == events
+    assert path.stat().st_mode & 0o077 == 0  # users' edits: readable by the owner only
 
 
 def test_times_are_stored_in_utc_with_one_spelling() -> None:

@@ -149,6 +149,23 @@ def test_atomic_write_gives_a_new_file_the_permissions_open_would(tmp_path: Path
     assert mode == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o640
 
 
+def test_private_files_are_new_owner_only_and_keep_a_mode_their_owner_chose(
+    store: UserHistoryStore, tmp_path: Path
+) -> None:
+    umask = os.umask(0o022)
+    try:
+        store.save(tmp_path / "h.zip")  # users' texts: atomic_write(private=True)
+        with atomic_write(tmp_path / "x.bin", private=True) as stream:
+            stream.write(b"x")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "h.zip").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "x.bin").stat().st_mode) == 0o600
+    (tmp_path / "h.zip").chmod(0o640)  # the owner shares it with their group
+    store.save(tmp_path / "h.zip")
+    assert stat.S_IMODE((tmp_path / "h.zip").stat().st_mode) == 0o640
+
+
 @pytest.mark.parametrize("mode", [0o600, 0o644, 0o664])
 def test_atomic_write_keeps_the_permissions_of_the_file_it_replaces(
     tmp_path: Path, mode: int

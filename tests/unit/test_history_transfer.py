@@ -268,6 +268,8 @@ def test_cli_moves_a_faiss_file_to_another_through_jsonl(
     code, _, err = _rpo(["history", "import", str(jsonl), str(target), "-q"], capsys)
     assert (code, err.strip()) == (0, f"imported 5 items into {target}")
     assert snapshot(UserHistoryStore.load(target)) == snapshot(source)
+    # Users' texts: the export and the imported file are readable by their owner only.
+    assert jsonl.stat().st_mode & 0o077 == 0 and target.stat().st_mode & 0o077 == 0
 
     code, out, _ = _rpo(["history", "export", str(target), "-", "--user", "bob", "--vectors"],
                         capsys)  # fmt: skip
