@@ -191,7 +191,11 @@ class ConfidenceScorer:
         # rpo eval's --reflection-model, else its --base-model, else the packaged default (None)
         name = run_settings.get("reflection_model") or run_settings.get("base_model")
         adapter = run_settings.get("reflection", {}).get("adapter")
-        return cls(ReflectionModel(model_name=name, adapter_name=adapter or False))
+        return cls(
+            ReflectionModel(
+                model_name=name, adapter_name=adapter or False, device=run_settings.get("device")
+            )
+        )
 
     def __call__(self, messages: Sequence[BaseMessage], rewrite: str) -> float:
         """Score ``<rewrite>{rewrite}</`` after the prompt of ``messages``, teacher-forced.
@@ -213,8 +217,8 @@ class ConfidenceScorer:
         start, close = len(ids(prompt)), len(ids(body))
         full = ids(body + REWRITE_CLOSE)[: close + 1]
         with torch.inference_mode():
-            logits = lm(torch.tensor([full])).logits[0, start - 1 : -1].float()
-        chosen = torch.tensor(full[start:])
+            logits = lm(torch.tensor([full], device=lm.device)).logits[0, start - 1 : -1].float()
+        chosen = torch.tensor(full[start:], device=logits.device)
         return float(torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None]).mean())
 
 
