@@ -47,6 +47,7 @@ from langchain_core.messages import BaseMessage
 from langchain_rpo.atomic import atomic_write
 from langchain_rpo.lamp.bootstrap import MEAN_METRICS, per_question
 from langchain_rpo.lamp.data import Question, iter_questions, read_outputs
+from langchain_rpo.lamp.harness import JsonlCache
 from langchain_rpo.lamp.sets import BundledSet, parse_sets
 from langchain_rpo.lamp.tasks import TaskSpec, get_task
 from langchain_rpo.selection import lcs_f1, tokens
@@ -104,17 +105,15 @@ def _share_in(words: Sequence[str], pool: set[str]) -> float:
 
 
 def _cached_infos(path: Path, outputs: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """The harness cache's ``info`` of each answer in ``outputs`` (the newest matching record)."""
-    infos: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return infos
-    with path.open(encoding="utf-8") as stream:
-        for line in stream:
-            record = json.loads(line)
-            qid = record.get("id")
-            if qid in outputs and record.get("output") == outputs[qid]:
-                infos[qid] = record.get("info") or {}
-    return infos
+    """The harness cache's ``info`` of each answer in ``outputs`` (the newest matching record).
+
+    Matched on the answer rather than the method's signature, which the run does not record.
+    """
+    return {
+        record["id"]: record.get("info") or {}
+        for record in JsonlCache(path).records()
+        if record.get("id") in outputs and record.get("output") == outputs[record["id"]]
+    }
 
 
 @dataclass
@@ -288,21 +287,25 @@ def gate(rows: Sequence[Row], keep: Callable[[Row], bool]) -> dict[str, Any]:
         ``pooled`` (the mean over all questions), ``sets`` (per set: ``score``, ``loss_rate``,
         ``kept``), ``worst_loss_rate`` and ``kept`` (the pooled share of drafts kept).
     """
-    sets: dict[str, dict[str, float]] = {}
-    for name in dict.fromkeys(r.set for r in rows):
-        mine = [r for r in rows if r.set == name]
-        kept = [keep(r) for r in mine]
-        sets[name] = {
-            "score": sum(r.draft if k else r.rewrite for r, k in zip(mine, kept)) / len(mine),
-            "loss_rate": sum(r.loss and not k for r, k in zip(mine, kept)) / len(mine),
-            "kept": sum(kept) / len(mine),
+    decided = [(r, keep(r)) for r in rows]
+
+    def summary(part: Sequence[tuple[Row, bool]]) -> dict[str, float]:
+        return {
+            "score": sum(r.draft if kept else r.rewrite for r, kept in part) / len(part),
+            "loss_rate": sum(r.loss and not kept for r, kept in part) / len(part),
+            "kept": sum(kept for _, kept in part) / len(part),
         }
-    n = {name: sum(r.set == name for r in rows) for name in sets}
+
+    sets = {
+        name: summary([(r, kept) for r, kept in decided if r.set == name])
+        for name in dict.fromkeys(r.set for r in rows)
+    }
+    pooled = summary(decided)
     return {
-        "pooled": sum(sets[s]["score"] * n[s] for s in sets) / len(rows),
+        "pooled": pooled["score"],
         "sets": sets,
         "worst_loss_rate": max(v["loss_rate"] for v in sets.values()),
-        "kept": sum(sets[s]["kept"] * n[s] for s in sets) / len(rows),
+        "kept": pooled["kept"],
     }
 
 

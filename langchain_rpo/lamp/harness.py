@@ -265,23 +265,23 @@ class JsonlCache:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self, sig: str) -> dict[str, dict[str, Any]]:
-        """Return the records written under ``sig``, by id (the last one wins).
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Yield every record, in the order written, under any signature.
 
         A torn last line (an interrupted write) is skipped.
         """
-        records: dict[str, dict[str, Any]] = {}
         if not self.path.is_file():
-            return records
+            return
         with self.path.open(encoding="utf-8") as stream:
             for line in stream:
                 try:
-                    record = json.loads(line)
+                    yield json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by an interruption
-                if record.get("sig") == sig:
-                    records[record["id"]] = record
-        return records
+
+    def load(self, sig: str) -> dict[str, dict[str, Any]]:
+        """Return the records written under ``sig``, by id (the last one wins)."""
+        return {record["id"]: record for record in self.records() if record.get("sig") == sig}
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Append records (each with ``sig`` and ``id``) and flush them to disk."""
